@@ -1,0 +1,19 @@
+import type { Server } from "socket.io";
+import type { UserInfo } from "../chat/protocol.js";
+import type { PresenceStore } from "../presence/presence-store.js";
+
+/**
+ * How a worker shares rooms and presence with the rest of the service: the cluster adapter and
+ * the primary's store on one machine, or the Redis adapter and a Redis store across machines.
+ */
+export interface Backend {
+  readonly presence: PresenceStore;
+  /** Installs the Socket.IO adapter on the server. */
+  attach(io: Server): void;
+  /** Starts background duties (heartbeats, reaping); `announce` tells rooms about reaped users. */
+  start(announce: (users: UserInfo[]) => void): Promise<void>;
+  /** Called with false when the shared backend is lost and true when it is back. */
+  onHealth(listener: (up: boolean) => void): void;
+  /** Stops background duties and closes connections. Idempotent. */
+  close(): Promise<void>;
+}

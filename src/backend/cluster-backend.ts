@@ -1,0 +1,23 @@
+import { createAdapter } from "@socket.io/cluster-adapter";
+import type { Server } from "socket.io";
+import { IpcPresenceStore } from "../presence/ipc-presence-store.js";
+import type { Backend } from "./backend.js";
+
+/** One machine, no Redis: rooms over the cluster adapter, presence in the primary. */
+export class ClusterBackend implements Backend {
+  readonly presence = new IpcPresenceStore();
+
+  attach(io: Server): void {
+    io.adapter(createAdapter());
+  }
+
+  async start(): Promise<void> {}
+
+  onHealth(): void {
+    // The IPC channel to the primary is this backend: when it goes, the worker exits.
+  }
+
+  async close(): Promise<void> {
+    await this.presence.close();
+  }
+}

@@ -1,0 +1,238 @@
+import type { Server, Socket } from "socket.io";
+import type { Authenticator } from "../auth/authenticate.js";
+import type { Logger } from "../log/logger.js";
+import type { PresenceStore } from "../presence/presence-store.js";
+import { ChatError } from "./chat-error.js";
+import { envelope, errorEnvelope } from "./envelope.js";
+import { MessageIds } from "./message-ids.js";
+import type {
+  Ack,
+  ClientToServerEvents,
+  Envelope,
+  InterServerEvents,
+  ServerToClientEvents,
+  SocketData,
+  UserInfo,
+} from "./protocol.js";
+import { Action } from "./protocol.js";
+import { roomKey, userKey } from "./rooms.js";
+import { type MessageLimits, validateMessage } from "./validate-message.js";
+
+export type ChatIo = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+export type ChatSocket = Socket<
+  ClientToServerEvents,
+  ServerToClientEvents,
+  InterServerEvents,
+  SocketData
+>;
+
+export interface ChatServerOptions extends MessageLimits {
+  io: ChatIo;
+  presence: PresenceStore;
+  auth: Authenticator;
+  /** Names this process in the presence store: `<nodeId>/<pid>`. */
+  owner: string;
+  logger: Logger;
+}
+
+const KNOWN_EVENTS = new Set(["message", "info", "onlineList"]);
+
+/** The chat application: handshake, presence announcements and the client events. */
+export class ChatServer {
+  private readonly ids: MessageIds;
+  private readonly log: Logger;
+  private draining = false;
+  /** How long a server-side close keeps its user online (see drain). */
+  private leaveGraceMs = 0;
+  private readonly pendingLeaves = new Set<Promise<void>>();
+
+  constructor(private readonly opts: ChatServerOptions) {
+    this.ids = new MessageIds(opts.owner.replace(/[^\w]/g, "").slice(-8) || "0");
+    this.log = opts.logger.child({ component: "chat" });
+    const { io } = opts;
+    io.use((socket, next) => {
+      opts.auth.authenticate(socket.handshake.auth).then(
+        (identity) => {
+          socket.data.user = {
+            fd: socket.id,
+            userId: identity.userId,
+            username: identity.username,
+            room: identity.room,
+          };
+          if (identity.admin) socket.data.user.admin = true;
+          next();
+        },
+        (err: unknown) => {
+          const e =
+            err instanceof ChatError ? err : new ChatError("E_INTERNAL", "authentication failed");
+          const refusal = new Error(e.message) as Error & { data: unknown };
+          refusal.data = { code: e.code, message: e.message };
+          next(refusal);
+        },
+      );
+    });
+    io.on("connection", (socket) => {
+      this.onConnection(socket).catch((err) => this.fail(socket, err));
+    });
+  }
+
+  /** Announces to a room that users went offline (their process died and was reaped). */
+  announceOffline(users: UserInfo[]): void {
+    for (const user of users) {
+      this.opts.io
+        .to(roomKey(user.room))
+        .emit(
+          "message",
+          envelope(Action.Offline, "state", { userInfo: user, message: `${user.username} left` }),
+        );
+    }
+  }
+
+  /**
+   * Sends every client a notice, then closes their transports so they reconnect elsewhere
+   * (socket.io-client does not reconnect after "io server disconnect"). Their users stay online
+   * for `graceMs`, so that clients moving to another worker or node do not flap offline and
+   * online. Resolves when every connection's presence has been settled.
+   */
+  async drain(notice: string, graceMs: number): Promise<void> {
+    this.draining = true;
+    this.leaveGraceMs = graceMs;
+    const { io } = this.opts;
+    io.local.emit("message", envelope(Action.Server, "state", { message: notice }));
+    for (const socket of io.of("/").sockets.values()) {
+      // Let the notice flush before the transport goes.
+      setImmediate(() => socket.conn.close());
+    }
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (this.pendingLeaves.size > 0) await Promise.allSettled([...this.pendingLeaves]);
+  }
+
+  private async onConnection(socket: ChatSocket): Promise<void> {
+    const user = socket.data.user;
+    const { presence, io } = this.opts;
+    socket.emit("message", envelope(Action.UserInfo, "state", { userInfo: user }));
+    socket.join([roomKey(user.room), userKey(user.room, user.userId)]);
+    socket.on("disconnect", (reason) => this.onDisconnect(socket, reason));
+    this.bindEvents(socket);
+    const { first } = await presence.join({ ...user, owner: this.opts.owner });
+    socket.emit(
+      "message",
+      envelope(Action.UserList, "state", { userList: await presence.list(user.room) }),
+    );
+    if (first) {
+      io.to(roomKey(user.room))
+        .except(userKey(user.room, user.userId))
+        .emit(
+          "message",
+          envelope(Action.Online, "state", { userInfo: user, message: `${user.username} joined` }),
+        );
+    }
+  }
+
+  private onDisconnect(socket: ChatSocket, reason: string): void {
+    const user = socket.data.user;
+    if (!user) return;
+    const serverSide = this.draining || reason === "server shutting down";
+    const graceMs = serverSide ? this.leaveGraceMs : 0;
+    const leave = async () => {
+      const { user: left, last } = await this.opts.presence.leave(socket.id);
+      if (left && last) this.announceOffline([left]);
+    };
+    const run = (graceMs > 0 ? delay(graceMs).then(leave) : leave()).catch(
+      (err: unknown) => {
+        this.log.error("presence leave failed", { fd: socket.id, err: String(err) });
+      },
+    );
+    this.pendingLeaves.add(run);
+    run.finally(() => this.pendingLeaves.delete(run));
+  }
+
+  private bindEvents(socket: ChatSocket): void {
+    const user = socket.data.user;
+    socket.on("message", (payload: unknown, ack?: unknown) => {
+      // Success is acknowledged only when asked: the sender already gets the broadcast.
+      this.onMessage(socket, payload).then(
+        (reply) => typeof ack === "function" && (ack as Ack)(reply),
+        (err) => this.reply(socket, ack, err),
+      );
+    });
+    socket.on("info", (ack?: unknown) => {
+      respond(socket, ack, envelope(Action.UserInfo, "state", { userInfo: user }));
+    });
+    socket.on("onlineList", (ack?: unknown) => {
+      this.opts.presence.list(user.room).then(
+        (userList) => respond(socket, ack, envelope(Action.UserList, "state", { userList })),
+        (err) => this.reply(socket, ack, err),
+      );
+    });
+    socket.onAny((event: unknown, ...args: unknown[]) => {
+      if (typeof event === "string" && KNOWN_EVENTS.has(event)) return;
+      this.reply(
+        socket,
+        args[args.length - 1],
+        new ChatError("E_UNKNOWN_EVENT", `unknown event ${JSON.stringify(event)}; use message, info or onlineList`),
+      );
+    });
+  }
+
+  /** Returns the envelope to acknowledge the sender with (the sender also receives broadcasts). */
+  private async onMessage(socket: ChatSocket, payload: unknown): Promise<Envelope> {
+    const msg = validateMessage(payload, this.opts);
+    const user = socket.data.user;
+    const { io, presence } = this.opts;
+    if (msg.type === "state") {
+      const out = envelope(Action.OtherUser, "state", { message: msg.content.message, userInfo: user });
+      if (msg.to !== undefined) {
+        const target = await presence.find(user.room, msg.to);
+        if (!target) throw new ChatError("E_NO_RECIPIENT", `no user ${msg.to} in room ${user.room}`);
+        io.to(userKey(user.room, target.userId)).except(userKey(user.room, user.userId)).emit("message", out);
+      } else {
+        io.to(roomKey(user.room)).except(userKey(user.room, user.userId)).emit("message", out);
+      }
+      return out;
+    }
+    const now = Date.now();
+    const content = { message: msg.content.message, userInfo: user } as Envelope["data"]["content"];
+    let target: UserInfo | undefined;
+    if (msg.to !== undefined) {
+      target = await presence.find(user.room, msg.to);
+      if (!target) throw new ChatError("E_NO_RECIPIENT", `no user ${msg.to} in room ${user.room}`);
+      content.to = target.userId;
+    }
+    const out = envelope(Action.Message, msg.type, content, now);
+    out.id = this.ids.next(now);
+    out.ts = now;
+    if (target) {
+      out.private = true;
+      io.to([userKey(user.room, target.userId), userKey(user.room, user.userId)]).emit("message", out);
+    } else {
+      io.to(roomKey(user.room)).emit("message", out);
+    }
+    return out;
+  }
+
+  private reply(socket: ChatSocket, ack: unknown, err: unknown): void {
+    if (!(err instanceof ChatError)) {
+      this.log.error("handler failed", { fd: socket.id, err: String(err) });
+    }
+    const e = err instanceof ChatError ? err : new ChatError("E_INTERNAL", "internal error, try again");
+    respond(socket, ack, errorEnvelope(e.code, e.message));
+  }
+
+  private fail(socket: ChatSocket, err: unknown): void {
+    this.log.error("connection setup failed", { fd: socket.id, err: String(err) });
+    socket.emit("message", errorEnvelope("E_INTERNAL", "presence is unavailable, reconnecting"));
+    // Close the transport, not the socket: the client reconnects by itself.
+    socket.conn.close();
+  }
+}
+
+/** The reply goes to the ack callback when the client gave one, else it is pushed as "message". */
+function respond(socket: ChatSocket, ack: unknown, reply: Envelope): void {
+  if (typeof ack === "function") (ack as Ack)(reply);
+  else socket.emit("message", reply);
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

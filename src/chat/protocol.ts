@@ -1,0 +1,117 @@
+/**
+ * The wire protocol: action codes, message types, the envelope and the typed Socket.IO events.
+ * Inherited from the PHP weigot/swoole service (see README "Protocol"); imported by the server,
+ * the tests, the benchmarks and (as documentation) the browser page.
+ */
+
+/** Server action codes (`envelope.action`). */
+export const Action = {
+  /** A server notice: shutdown, errors (content.error). */
+  Server: 100,
+  /** An admin notice. */
+  Admin: 101,
+  /** Another user's operation: typing / status (`state` messages). */
+  OtherUser: 102,
+  /** The connection's own details. */
+  UserInfo: 200,
+  /** The room's online users, one entry per user. */
+  UserList: 201,
+  /** A user came online in the room. */
+  Online: 202,
+  /** A user went offline (their last connection in the room is gone). */
+  Offline: 203,
+  /** A chat message. */
+  Message: 300,
+} as const;
+export type ActionCode = (typeof Action)[keyof typeof Action];
+
+export const MessageTypes = ["text", "img", "state"] as const;
+export type MessageType = (typeof MessageTypes)[number];
+
+/** A connected user as seen by others. `fd` is the socket id of one of the user's connections. */
+export interface UserInfo {
+  fd: string;
+  userId: string;
+  username: string;
+  room: string;
+  /** Present and true for admins. */
+  admin?: boolean;
+}
+
+export interface ErrorInfo {
+  code: ErrorCode;
+  message: string;
+}
+
+export interface EnvelopeContent {
+  message?: string;
+  userList?: UserInfo[];
+  userInfo?: UserInfo;
+  /** Set on error envelopes (action 100). */
+  error?: ErrorInfo;
+  /** For private messages: the recipient's userId. */
+  to?: string;
+}
+
+/** Every push from the server is a "message" event carrying one of these. */
+export interface Envelope {
+  action: ActionCode;
+  data: { type: MessageType; content: EnvelopeContent };
+  /** Server send time, "YYYY-MM-DD HH:mm:ss" (server local time). */
+  endTime: string;
+  /** Same as endTime: the name the original PHP code used. */
+  sendTime: string;
+  /** Chat messages (300) only: unique and increasing per room. */
+  id?: string;
+  /** Chat messages (300) only: epoch milliseconds. */
+  ts?: number;
+  /** Chat messages (300) only: true when the message was private. */
+  private?: boolean;
+}
+
+/** What a client sends with the `message` event. */
+export interface ClientMessage {
+  type: MessageType;
+  content: { message: string };
+  /** A userId or an fd: makes the message private to that user (and the sender). */
+  to?: string;
+}
+
+export type Ack = (reply: Envelope) => void;
+
+/** Stable error codes; every one is listed in the README's error table. */
+export const ErrorCodes = [
+  "E_AUTH_REQUIRED",
+  "E_AUTH_INVALID",
+  "E_AUTH_EXPIRED",
+  "E_BAD_USERNAME",
+  "E_BAD_ROOM",
+  "E_BAD_PAYLOAD",
+  "E_BAD_TYPE",
+  "E_EMPTY_MESSAGE",
+  "E_MESSAGE_TOO_LONG",
+  "E_BAD_IMAGE",
+  "E_IMAGE_TOO_LARGE",
+  "E_NO_RECIPIENT",
+  "E_RATE_LIMITED",
+  "E_UNKNOWN_EVENT",
+  "E_INTERNAL",
+] as const;
+export type ErrorCode = (typeof ErrorCodes)[number];
+
+export interface ClientToServerEvents {
+  message: (payload: ClientMessage, ack?: Ack) => void;
+  info: (ack?: Ack) => void;
+  onlineList: (ack?: Ack) => void;
+}
+
+export interface ServerToClientEvents {
+  message: (envelope: Envelope) => void;
+}
+
+// biome-ignore lint/complexity/noBannedTypes: no server-to-server events; socket.io wants the type
+export type InterServerEvents = {};
+
+export interface SocketData {
+  user: UserInfo;
+}

@@ -1,0 +1,3 @@
+/** Socket.IO room names: one per chat room, one per user of a room (for private messages). */
+export const roomKey = (room: string): string => `r:${room}`;
+export const userKey = (room: string, userId: string): string => `u:${room}\n${userId}`;

@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { ConfigError, DEFAULTS, parseConfig } from "../config/config.js";
+import { reload } from "./commands/reload.js";
+import { restart } from "./commands/restart.js";
+import { start } from "./commands/start.js";
+import { status } from "./commands/status.js";
+import { stop } from "./commands/stop.js";
+import { configFromArgv, serviceOptions } from "./options.js";
+
+const args = hideBin(process.argv);
+
+/** Runs a command and exits with its code; a bad config is reported by key, not as a stack. */
+function run(fn: () => Promise<number>): Promise<void> {
+  return fn().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      const message = err instanceof ConfigError ? err.message : err instanceof Error ? err.message : String(err);
+      process.stderr.write(`weigot-ws: ${message}\n`);
+      process.exit(1);
+    },
+  );
+}
+
+const pidOptions = serviceOptions(["pidFile", "shutdownTimeout"]);
+const commandArgs = args.slice(1);
+
+await yargs(args)
+  .scriptName("weigot-ws")
+  .usage("$0 <command> [options]")
+  .env("WEIGOT_WS")
+  .config("config", "a JSON file of options (camelCase keys, as in the README)")
+  .command(
+    "start",
+    "start the service (foreground; -d to detach)",
+    (y) => y.options(serviceOptions()),
+    (argv) => run(() => start(configFromArgv(argv), commandArgs)),
+  )
+  .command(
+    "stop",
+    "stop the service gracefully",
+    (y) => y.options(pidOptions),
+    (argv) =>
+      run(async () => {
+        const c = parseConfig(configFromArgv(argv));
+        return stop(c.pidFile, c.shutdownTimeout);
+      }),
+  )
+  .command(
+    "restart",
+    "stop, then start in the background with the same options",
+    (y) => y.options(serviceOptions()),
+    (argv) => run(() => restart(configFromArgv(argv), commandArgs)),
+  )
+  .command(
+    "reload",
+    "rolling restart of the workers, one at a time",
+    (y) => y.options(pidOptions),
+    (argv) => run(() => reload(parseConfig(configFromArgv(argv)).pidFile)),
+  )
+  .command(
+    "status",
+    "show whether the service runs, its workers, connections and users (exit 3 when stopped)",
+    (y) =>
+      y.options({ ...pidOptions, json: { type: "boolean", describe: "machine-readable output", default: false } }),
+    (argv) => run(() => status(parseConfig(configFromArgv(argv)).pidFile, argv.json === true)),
+  )
+  .demandCommand(1, "name a command: start, stop, restart, reload or status")
+  .strict()
+  .epilogue(`Every option is also an environment variable: --redis-url is WEIGOT_WS_REDIS_URL. Default PID file: ${DEFAULTS.pidFile}`)
+  .help()
+  .alias("h", "help")
+  .version()
+  .wrap(Math.min(110, process.stdout.columns || 100))
+  .parseAsync();

@@ -1,0 +1,374 @@
+import cluster, { type Worker } from "node:cluster";
+import { existsSync, rmSync } from "node:fs";
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { setupPrimary as setupClusterAdapter } from "@socket.io/cluster-adapter";
+import type { Config } from "../config/config.js";
+import { createLogger, type Logger } from "../log/logger.js";
+import { MemoryPresenceStore } from "../presence/memory-presence-store.js";
+import { servePresence } from "../presence/ipc-presence-store.js";
+import type { PrimaryToWorker, WorkerStats, WorkerToPrimary } from "./ipc-messages.js";
+import { isOurs } from "./ipc-messages.js";
+import { controlSocketPath, livePid, removePidFile, writePidFile } from "./pid-file.js";
+import { deferred, withTimeout } from "../util/deferred.js";
+import { StickyBalancer } from "./sticky-balancer.js";
+import { CONFIG_ENV } from "./worker.js";
+
+type SlotState = "starting" | "ready" | "draining";
+
+interface Slot {
+  worker: Worker;
+  state: SlotState;
+  startedAt: number;
+  owner?: string;
+  backendUp: boolean;
+  ready: Promise<void>;
+  markReady: () => void;
+  exited: Promise<number>;
+}
+
+export interface Status {
+  pid: number;
+  nodeId: string;
+  adapter: Config["adapter"];
+  host: string;
+  port: number;
+  uptimeSeconds: number;
+  ready: boolean;
+  workers: (Partial<WorkerStats> & { id: number; pid: number; state: SlotState })[];
+  connections: number;
+  users: number;
+}
+
+export class AlreadyRunningError extends Error {}
+
+const READY_TIMEOUT_MS = 30_000;
+/** How long users of a reloaded worker stay online while their clients reconnect elsewhere. */
+const RELOAD_GRACE_MS = 3000;
+
+/**
+ * The primary process: owns the listening socket and routes connections to workers, keeps the
+ * workers alive (replacing dead ones, rolling reloads), holds the node's presence store in
+ * cluster mode, answers health checks and the CLI's control socket.
+ */
+export class Primary {
+  private readonly log: Logger;
+  private readonly root: Logger;
+  private readonly slots = new Map<number, Slot>();
+  private readonly store = new MemoryPresenceStore();
+  private readonly server: net.Server;
+  private readonly health: Server;
+  private control?: Server;
+  private readonly startedAt = Date.now();
+  private port = 0;
+  private crashes = 0;
+  private pendingReaps: string[] = [];
+  private statsSeq = 0;
+  private readonly statsWaiters = new Map<number, (s: WorkerStats) => void>();
+  private stopping?: Promise<void>;
+  private reloading?: Promise<void>;
+
+  constructor(private readonly config: Config) {
+    this.root = createLogger(config, { node: config.nodeId });
+    this.log = this.root.child({ component: "primary" });
+    this.health = createHttpServer((req, res) => this.onHealthRequest(req, res));
+    const balancer = new StickyBalancer({
+      routable: () => [...this.slots.values()].filter((s) => s.state === "ready").map((s) => s.worker),
+      byId: (id) => {
+        const slot = this.slots.get(id);
+        return slot && slot.state !== "starting" ? slot.worker : undefined;
+      },
+      local: this.health,
+      localPaths: new Set(["/healthz", "/readyz"]),
+    });
+    this.server = net.createServer((socket) => balancer.handle(socket));
+  }
+
+  /** Forks the workers, waits until every one is ready, then listens. */
+  async start(): Promise<void> {
+    const running = livePid(this.config.pidFile);
+    if (running !== undefined && running !== process.pid) {
+      throw new AlreadyRunningError(
+        `weigot-ws is already running (pid ${running}, pid file ${this.config.pidFile})`,
+      );
+    }
+    writePidFile(this.config.pidFile);
+    if (!this.config.jwtSecret) {
+      this.log.warn("no --jwt-secret: the service is open, anyone may claim any username");
+    }
+    cluster.setupPrimary({
+      exec: path.join(path.dirname(fileURLToPath(import.meta.url)), "worker-main.js"),
+      serialization: "advanced",
+    });
+    if (this.config.adapter === "cluster") setupClusterAdapter();
+    cluster.on("message", (worker, msg) => this.onWorkerMessage(worker, msg));
+    cluster.on("exit", (worker, code, signal) => this.onWorkerExit(worker, code, signal));
+    process.on("SIGTERM", () => void this.stop("SIGTERM"));
+    process.on("SIGINT", () => void this.stop("SIGINT"));
+
+    const slots = Array.from({ length: this.config.workers }, () => this.fork());
+    await Promise.all(slots.map((s) => withTimeout(s.ready, READY_TIMEOUT_MS, "worker start")));
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(this.config.port, this.config.host, () => resolve());
+    });
+    this.server.on("error", (err) => this.log.error("listener error", { err: String(err) }));
+    this.port = (this.server.address() as net.AddressInfo).port;
+    await this.openControl();
+    this.log.info("ready", {
+      pid: process.pid,
+      host: this.config.host,
+      port: this.port,
+      workers: this.config.workers,
+      adapter: this.config.adapter,
+    });
+  }
+
+  private fork(): Slot {
+    const worker = cluster.fork({ [CONFIG_ENV]: JSON.stringify(this.config) });
+    const ready = deferred<void>();
+    const exited = deferred<number>();
+    const slot: Slot = {
+      worker,
+      state: "starting",
+      startedAt: Date.now(),
+      backendUp: true,
+      ready: ready.promise,
+      markReady: ready.resolve,
+      exited: exited.promise,
+    };
+    worker.once("exit", (code) => exited.resolve(code ?? 1));
+    this.slots.set(worker.id, slot);
+    return slot;
+  }
+
+  private onWorkerMessage(worker: Worker, msg: unknown): void {
+    if (!isOurs<WorkerToPrimary>(msg)) return;
+    const slot = this.slots.get(worker.id);
+    if (!slot) return;
+    switch (msg.type) {
+      case "wws:ready":
+        slot.owner = msg.owner;
+        if (slot.state === "starting") slot.state = "ready";
+        slot.markReady();
+        this.flushReaps();
+        break;
+      case "wws:presence-call":
+        servePresence(this.store, msg, (reply) => this.send(worker, reply));
+        break;
+      case "wws:stats-reply":
+        this.statsWaiters.get(msg.id)?.(msg.stats);
+        break;
+      case "wws:health":
+        if (slot.backendUp !== msg.backendUp) {
+          this.log.warn(msg.backendUp ? "backend is back" : "backend is down", { worker: worker.id });
+        }
+        slot.backendUp = msg.backendUp;
+        break;
+      case "wws:offline-announced":
+        break;
+    }
+  }
+
+  private onWorkerExit(worker: Worker, code: number | null, signal: string | null): void {
+    const slot = this.slots.get(worker.id);
+    if (!slot) return;
+    this.slots.delete(worker.id);
+    const planned = slot.state === "draining" || this.stopping !== undefined;
+    // Planned exits leave nothing behind; a killed worker never ran its disconnect handlers.
+    if (slot.owner && this.stopping === undefined) this.reap(slot.owner);
+    if (planned) return;
+    const lived = Date.now() - slot.startedAt;
+    this.crashes = lived > 30_000 ? 0 : this.crashes + 1;
+    const delay = this.crashes <= 1 ? 0 : Math.min(100 * 2 ** this.crashes, 10_000);
+    this.log.warn("worker died, replacing it", { worker: worker.id, pid: worker.process.pid, code, signal, delayMs: delay });
+    setTimeout(() => {
+      if (this.stopping) return;
+      const fresh = this.fork();
+      withTimeout(fresh.ready, READY_TIMEOUT_MS, "worker start").catch((err) =>
+        this.log.error("replacement worker did not start", { err: String(err) }),
+      );
+    }, delay).unref();
+  }
+
+  /** Asks a live worker to remove a dead owner's connections and announce who went offline. */
+  private reap(owner: string): void {
+    this.pendingReaps.push(owner);
+    this.flushReaps();
+  }
+
+  private flushReaps(): void {
+    const slot = [...this.slots.values()].find((s) => s.state === "ready");
+    if (!slot) return;
+    for (const owner of this.pendingReaps.splice(0)) {
+      this.send(slot.worker, { type: "wws:reap", owner });
+    }
+  }
+
+  private send(worker: Worker, msg: PrimaryToWorker): void {
+    if (worker.isConnected()) worker.send(msg);
+  }
+
+  /** Rolling restart: each worker is replaced by a fresh, ready one before it drains. */
+  reload(): Promise<void> {
+    this.reloading ??= (async () => {
+      try {
+        const old = [...this.slots.values()].filter((s) => s.state !== "draining");
+        for (const slot of old) {
+          if (this.stopping) return;
+          const fresh = this.fork();
+          await withTimeout(fresh.ready, READY_TIMEOUT_MS, "worker start");
+          await this.drainSlot(slot, "server reloading, reconnecting", RELOAD_GRACE_MS);
+        }
+        this.log.info("reload complete", { workers: this.slots.size });
+      } finally {
+        this.reloading = undefined;
+      }
+    })();
+    return this.reloading;
+  }
+
+  private async drainSlot(slot: Slot, notice: string, graceMs: number): Promise<void> {
+    slot.state = "draining";
+    this.send(slot.worker, { type: "wws:drain", notice, graceMs });
+    const limit = graceMs + this.config.shutdownTimeout * 1000;
+    try {
+      await withTimeout(slot.exited, limit, "worker drain");
+    } catch {
+      this.log.warn("worker did not drain in time, killing it", { worker: slot.worker.id });
+      slot.worker.process.kill("SIGKILL");
+      await slot.exited;
+    }
+  }
+
+  /** Graceful stop: runs once; every client is told, then the workers drain and exit. */
+  stop(reason: string): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log.info("stopping", { reason });
+      const hardStop = setTimeout(() => {
+        this.log.error("shutdown timed out, exiting");
+        removePidFile(this.config.pidFile);
+        process.exit(1);
+      }, this.config.shutdownTimeout * 1000);
+      hardStop.unref();
+      this.server.close();
+      // In Redis mode other nodes keep serving: give moving clients a grace period.
+      const graceMs = this.config.adapter === "redis" ? Math.min(RELOAD_GRACE_MS, this.config.shutdownTimeout * 500) : 0;
+      await Promise.allSettled(
+        [...this.slots.values()].map((slot) => this.drainSlot(slot, "server shutting down", graceMs)),
+      );
+      this.control?.close();
+      this.health.close();
+      rmSync(controlSocketPath(this.config.pidFile), { force: true });
+      removePidFile(this.config.pidFile);
+      this.log.info("stopped");
+      await new Promise<void>((resolve) => {
+        this.root.on("finish", resolve);
+        this.root.end();
+        setTimeout(resolve, 500).unref();
+      });
+      clearTimeout(hardStop);
+      process.exit(0);
+    })();
+    return this.stopping;
+  }
+
+  private isReady(): boolean {
+    const slots = [...this.slots.values()];
+    const ready = slots.filter((s) => s.state === "ready");
+    return !this.stopping && ready.length > 0 && ready.every((s) => s.backendUp);
+  }
+
+  async status(): Promise<Status> {
+    const slots = [...this.slots.values()];
+    const stats = await Promise.all(slots.map((s) => this.requestStats(s.worker)));
+    const workers = slots.map((s, i) => ({
+      ...stats[i],
+      id: s.worker.id,
+      pid: s.worker.process.pid ?? 0,
+      state: s.state,
+    }));
+    const presence =
+      this.config.adapter === "cluster"
+        ? await this.store.stats()
+        : stats.find((s) => s?.presence)?.presence;
+    return {
+      pid: process.pid,
+      nodeId: this.config.nodeId,
+      adapter: this.config.adapter,
+      host: this.config.host,
+      port: this.port,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      ready: this.isReady(),
+      workers,
+      connections: workers.reduce((n, w) => n + (w.connections ?? 0), 0),
+      users: presence?.users ?? 0,
+    };
+  }
+
+  private requestStats(worker: Worker): Promise<WorkerStats | undefined> {
+    const id = ++this.statsSeq;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.statsWaiters.delete(id);
+        resolve(undefined);
+      }, 2000);
+      this.statsWaiters.set(id, (stats) => {
+        clearTimeout(timer);
+        this.statsWaiters.delete(id);
+        resolve(stats);
+      });
+      this.send(worker, { type: "wws:stats-request", id });
+    });
+  }
+
+  private onHealthRequest(req: IncomingMessage, res: ServerResponse): void {
+    res.setHeader("Connection", "close");
+    res.setHeader("Content-Type", "application/json");
+    if (req.url?.startsWith("/healthz")) {
+      res.writeHead(200).end(JSON.stringify({ status: "ok" }));
+      return;
+    }
+    const ready = this.isReady();
+    const slots = [...this.slots.values()];
+    res.writeHead(ready ? 200 : 503).end(
+      JSON.stringify({
+        ready,
+        workers: slots.filter((s) => s.state === "ready").length,
+        backend: slots.every((s) => s.backendUp) ? "up" : "down",
+        stopping: this.stopping !== undefined,
+      }),
+    );
+  }
+
+  /** The CLI talks to a running primary over a Unix socket beside the pid file. */
+  private async openControl(): Promise<void> {
+    const socketPath = controlSocketPath(this.config.pidFile);
+    if (existsSync(socketPath)) rmSync(socketPath);
+    this.control = createHttpServer((req, res) => {
+      const reply = (code: number, body: unknown) =>
+        res.writeHead(code, { "Content-Type": "application/json" }).end(JSON.stringify(body));
+      if (req.method === "GET" && req.url === "/config") {
+        reply(200, this.config);
+      } else if (req.method === "GET" && req.url === "/status") {
+        this.status().then((s) => reply(200, s), (err) => reply(500, { error: String(err) }));
+      } else if (req.method === "POST" && req.url === "/reload") {
+        this.reload().then(
+          () => this.status().then((s) => reply(200, s)),
+          (err) => reply(500, { error: String(err) }),
+        );
+      } else {
+        reply(404, { error: "not found" });
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.control!.once("error", reject);
+      // The control socket hands out the config (the JWT secret included): owner only.
+      const mask = process.umask(0o077);
+      this.control!.listen(socketPath, () => resolve());
+      process.umask(mask);
+    });
+  }
+}

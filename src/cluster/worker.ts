@@ -1,0 +1,153 @@
+import cluster from "node:cluster";
+import { createServer } from "node:http";
+import type net from "node:net";
+import { Server } from "socket.io";
+import { Authenticator } from "../auth/authenticate.js";
+import type { Backend } from "../backend/backend.js";
+import { ClusterBackend } from "../backend/cluster-backend.js";
+import { type ChatIo, ChatServer } from "../chat/chat-server.js";
+import type { Config } from "../config/config.js";
+import { staticFiles } from "../http/static-files.js";
+import { createLogger } from "../log/logger.js";
+import type { PrimaryToWorker, WorkerToPrimary } from "./ipc-messages.js";
+import { isOurs } from "./ipc-messages.js";
+import { newSessionId } from "./session-id.js";
+
+/** Environment variable through which the primary hands a worker its validated config. */
+export const CONFIG_ENV = "WEIGOT_WS_WORKER_CONFIG";
+
+/**
+ * A worker process: one Socket.IO server fed with connections by the primary. The IPC listener
+ * is installed before anything async, so that no connection routed here is ever lost; what
+ * arrives before the backend is up waits in a queue.
+ */
+export function runWorker(): void {
+  const config = JSON.parse(process.env[CONFIG_ENV] ?? "{}") as Config;
+  const workerId = cluster.worker?.id ?? 0;
+  const owner = `${config.nodeId}/${process.pid}`;
+  const logger = createLogger(config, { worker: workerId });
+  const log = logger.child({ component: "worker" });
+  const send = (msg: WorkerToPrimary) => process.connected && process.send?.(msg);
+
+  const queue: [Buffer, net.Socket][] = [];
+  let ready = false;
+  const httpServer = createServer(
+    staticFiles(() => ({
+      authRequired: config.jwtSecret !== "",
+      maxImageBytes: config.maxImageBytes,
+      maxMessageLength: config.maxMessageLength,
+    })),
+  );
+  const accept = (data: Buffer, socket: net.Socket) => {
+    httpServer.emit("connection", socket);
+    socket.emit("data", data);
+    socket.resume();
+  };
+
+  let chat: ChatServer | undefined;
+  let backend: Backend | undefined;
+  let stopping: Promise<void> | undefined;
+  const stop = (notice: string, graceMs: number): Promise<void> => {
+    stopping ??= (async () => {
+      log.info("draining", { notice });
+      try {
+        await chat?.drain(notice, graceMs);
+        io.close();
+        await backend?.close();
+      } catch (err) {
+        log.error("drain failed", { err: String(err) });
+      } finally {
+        logger.on("finish", () => process.exit(0));
+        logger.end();
+        setTimeout(() => process.exit(0), 1000).unref();
+      }
+    })();
+    return stopping;
+  };
+
+  process.on("message", (msg: unknown, handle: unknown) => {
+    if (!isOurs<PrimaryToWorker>(msg)) return;
+    switch (msg.type) {
+      case "wws:connection": {
+        const socket = handle as net.Socket | undefined;
+        if (!socket) return;
+        const data = Buffer.from(msg.data);
+        if (ready) accept(data, socket);
+        else queue.push([data, socket]);
+        break;
+      }
+      case "wws:drain":
+        void stop(msg.notice, msg.graceMs);
+        break;
+      case "wws:reap":
+        backend?.presence
+          .removeOwner(msg.owner)
+          .then((users) => chat?.announceOffline(users))
+          .catch((err: unknown) => log.error("reap failed", { owner: msg.owner, err: String(err) }));
+        break;
+      case "wws:stats-request": {
+        const mem = process.memoryUsage();
+        const stats = {
+          pid: process.pid,
+          connections: io.of("/").sockets.size,
+          rssBytes: mem.rss,
+          heapUsedBytes: mem.heapUsed,
+        };
+        backend?.presence.stats().then(
+          (presence) => send({ type: "wws:stats-reply", id: msg.id, stats: { ...stats, presence } }),
+          () => send({ type: "wws:stats-reply", id: msg.id, stats }),
+        );
+        break;
+      }
+    }
+  });
+  // The primary is this worker's lifeline: without it nobody routes or reaps.
+  process.on("disconnect", () => void stop("server stopping", 0));
+  process.on("SIGTERM", () => void stop("server stopping", 3000));
+  process.on("SIGINT", () => {
+    // Ctrl-C reaches the whole process group; the primary coordinates the stop.
+  });
+
+  const io: ChatIo = new Server(httpServer, {
+    maxHttpBufferSize: config.maxFrameBytes,
+    perMessageDeflate: false,
+    cors: { origin: "*" },
+  });
+  io.engine.generateId = () => newSessionId(workerId);
+  io.engine.on("headers", (headers: Record<string, string>, req: { headers: { upgrade?: string } }) => {
+    if (!req.headers.upgrade) headers.Connection = "close";
+  });
+
+  (async () => {
+    backend = await createBackend(config);
+    backend.attach(io);
+    chat = new ChatServer({
+      io,
+      presence: backend.presence,
+      auth: new Authenticator(config.jwtSecret),
+      owner,
+      logger,
+      maxMessageLength: config.maxMessageLength,
+      maxImageBytes: config.maxImageBytes,
+    });
+    const announce = chat.announceOffline.bind(chat);
+    backend.onHealth((up) => send({ type: "wws:health", backendUp: up }));
+    await backend.start(announce);
+    ready = true;
+    for (const [data, socket] of queue.splice(0)) accept(data, socket);
+    send({ type: "wws:ready", owner });
+    log.debug("ready", { owner });
+  })().catch((err: unknown) => {
+    log.error("worker failed to start", { err: String(err) });
+    logger.on("finish", () => process.exit(1));
+    logger.end();
+  });
+}
+
+async function createBackend(config: Config): Promise<Backend> {
+  if (config.adapter === "redis") {
+    const { RedisBackend } = await import("../backend/redis-backend.js");
+    return RedisBackend.connect(config);
+  }
+  return new ClusterBackend();
+}

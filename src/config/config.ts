@@ -1,0 +1,165 @@
+import os from "node:os";
+import path from "node:path";
+
+/** Everything the service can be told. Each field is a CLI flag (kebab-case), an environment
+ * variable `WEIGOT_WS_<FLAG>` and a key of the `--config` JSON file (camelCase). */
+export interface Config {
+  /** TCP port the primary listens on (0 = any free port). @default 9601 */
+  port: number;
+  /** Address to bind. @default "0.0.0.0" */
+  host: string;
+  /** Number of worker processes. @default os.availableParallelism() */
+  workers: number;
+  /** `cluster` (one machine, no Redis) or `redis` (many machines). @default "cluster" */
+  adapter: "cluster" | "redis";
+  /** Redis URL, required with `--adapter redis`. @default "redis://127.0.0.1:6379" */
+  redisUrl: string;
+  /** Prefix of every Redis key and channel, so deployments can share one Redis. @default "weigot-ws" */
+  redisPrefix: string;
+  /** Seconds to wait for Redis at start before failing (0 = fail at once). @default 0 */
+  redisWait: number;
+  /** This node's name in the cluster. @default `${hostname}-${pid}` */
+  nodeId: string;
+  /** Seconds after which a silent node is declared dead and its users go offline. @default 15 */
+  nodeTimeout: number;
+  /** PID file of the primary. @default `${os.tmpdir()}/weigot-ws.pid` */
+  pidFile: string;
+  /** Log file (always used with --daemon; otherwise logs go to stdout). @default "" */
+  logFile: string;
+  /** error | warn | info | debug. @default "info" */
+  logLevel: "error" | "warn" | "info" | "debug";
+  /** `json`, `pretty`, or `auto` (pretty on a TTY, JSON otherwise). @default "auto" */
+  logFormat: "auto" | "json" | "pretty";
+  /** HS256 secret for client JWTs; empty runs the service open (anyone may claim any name). @default "" */
+  jwtSecret: string;
+  /** Seconds a graceful stop may take before the primary exits anyway. @default 10 */
+  shutdownTimeout: number;
+  /** Most characters in a text message. @default 4096 */
+  maxMessageLength: number;
+  /** Most bytes of an image message (the URL or data URL). @default 1_000_000 */
+  maxImageBytes: number;
+  /** Largest Socket.IO frame accepted, in bytes (larger frames close the connection). @default 1_500_000 */
+  maxFrameBytes: number;
+  /** Detach and run in the background. @default false */
+  daemon: boolean;
+}
+
+export const DEFAULTS: Config = {
+  port: 9601,
+  host: "0.0.0.0",
+  workers: Math.max(1, os.availableParallelism()),
+  adapter: "cluster",
+  redisUrl: "redis://127.0.0.1:6379",
+  redisPrefix: "weigot-ws",
+  redisWait: 0,
+  nodeId: `${os.hostname()}-${process.pid}`,
+  nodeTimeout: 15,
+  pidFile: path.join(os.tmpdir(), "weigot-ws.pid"),
+  logFile: "",
+  logLevel: "info",
+  logFormat: "auto",
+  jwtSecret: "",
+  shutdownTimeout: 10,
+  maxMessageLength: 4096,
+  maxImageBytes: 1_000_000,
+  maxFrameBytes: 1_500_000,
+  daemon: false,
+};
+
+export class ConfigError extends Error {
+  constructor(
+    readonly key: string,
+    message: string,
+  ) {
+    super(`invalid ${key} (--${kebab(key)} / ${envName(key)}): ${message}`);
+    this.name = "ConfigError";
+  }
+}
+
+export function kebab(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+export function envName(key: string): string {
+  return `WEIGOT_WS_${kebab(key).replace(/-/g, "_").toUpperCase()}`;
+}
+
+type Rule =
+  | { kind: "int"; min: number; max: number }
+  | { kind: "enum"; values: readonly string[] }
+  | { kind: "string"; nonEmpty?: boolean }
+  | { kind: "bool" };
+
+/** How each key is checked; the CLI builds its options from the same table. */
+export const RULES: { [K in keyof Config]: Rule } = {
+  port: { kind: "int", min: 0, max: 65535 },
+  host: { kind: "string", nonEmpty: true },
+  workers: { kind: "int", min: 1, max: 256 },
+  adapter: { kind: "enum", values: ["cluster", "redis"] },
+  redisUrl: { kind: "string", nonEmpty: true },
+  redisPrefix: { kind: "string", nonEmpty: true },
+  redisWait: { kind: "int", min: 0, max: 3600 },
+  nodeId: { kind: "string", nonEmpty: true },
+  nodeTimeout: { kind: "int", min: 2, max: 3600 },
+  pidFile: { kind: "string", nonEmpty: true },
+  logFile: { kind: "string" },
+  logLevel: { kind: "enum", values: ["error", "warn", "info", "debug"] },
+  logFormat: { kind: "enum", values: ["auto", "json", "pretty"] },
+  jwtSecret: { kind: "string" },
+  shutdownTimeout: { kind: "int", min: 1, max: 3600 },
+  maxMessageLength: { kind: "int", min: 1, max: 1_000_000 },
+  maxImageBytes: { kind: "int", min: 100, max: 50_000_000 },
+  maxFrameBytes: { kind: "int", min: 1024, max: 100_000_000 },
+  daemon: { kind: "bool" },
+};
+
+function check(key: keyof Config, rule: Rule, value: unknown): unknown {
+  const shown = JSON.stringify(value);
+  switch (rule.kind) {
+    case "int": {
+      const n = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+      if (typeof n !== "number" || !Number.isInteger(n)) {
+        throw new ConfigError(key, `expected an integer, got ${shown}`);
+      }
+      if (n < rule.min || n > rule.max) {
+        throw new ConfigError(key, `expected ${rule.min}..${rule.max}, got ${n}`);
+      }
+      return n;
+    }
+    case "enum":
+      if (typeof value !== "string" || !rule.values.includes(value)) {
+        throw new ConfigError(key, `expected one of ${rule.values.join(", ")}, got ${shown}`);
+      }
+      return value;
+    case "string":
+      if (typeof value !== "string") throw new ConfigError(key, `expected a string, got ${shown}`);
+      if (rule.nonEmpty && value.trim() === "") throw new ConfigError(key, "must not be empty");
+      return value;
+    case "bool":
+      if (value === true || value === "true" || value === "1") return true;
+      if (value === false || value === "false" || value === "0") return false;
+      throw new ConfigError(key, `expected true or false, got ${shown}`);
+  }
+}
+
+/**
+ * Builds the validated config from raw values (flags, environment and file already merged by the
+ * CLI; strings are accepted for numbers and booleans). Unknown keys are ignored here: the CLI
+ * refuses unknown flags itself.
+ */
+export function parseConfig(raw: Record<string, unknown>): Config {
+  const out: Record<string, unknown> = { ...DEFAULTS };
+  for (const key of Object.keys(RULES) as (keyof Config)[]) {
+    const value = raw[key];
+    if (value === undefined) continue;
+    out[key] = check(key, RULES[key], value);
+  }
+  const config = out as unknown as Config;
+  if (config.adapter === "redis" && !/^rediss?:\/\//.test(config.redisUrl)) {
+    throw new ConfigError("redisUrl", `expected redis://host:port, got ${JSON.stringify(config.redisUrl)}`);
+  }
+  if (config.daemon && !config.logFile) {
+    config.logFile = path.join(path.dirname(config.pidFile), "weigot-ws.log");
+  }
+  return config;
+}

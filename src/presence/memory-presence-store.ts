@@ -1,0 +1,115 @@
+import type { UserInfo } from "../chat/protocol.js";
+import {
+  type JoinResult,
+  type LeaveResult,
+  type PresenceConnection,
+  type PresenceStore,
+  toUserInfo,
+} from "./presence-store.js";
+
+/**
+ * The embedded store: one per node, owned by the primary process (workers reach it over IPC).
+ * Single-threaded, so every operation is atomic by construction.
+ */
+export class MemoryPresenceStore implements PresenceStore {
+  private readonly conns = new Map<string, PresenceConnection>();
+  /** room → userId → the user's fds, in join order. Maps keep insertion order: oldest first. */
+  private readonly rooms = new Map<string, Map<string, Set<string>>>();
+  private readonly owners = new Map<string, Set<string>>();
+
+  async join(conn: PresenceConnection): Promise<JoinResult> {
+    if (this.conns.has(conn.fd)) return { first: false };
+    this.conns.set(conn.fd, { ...conn });
+    let users = this.rooms.get(conn.room);
+    if (!users) {
+      users = new Map();
+      this.rooms.set(conn.room, users);
+    }
+    let fds = users.get(conn.userId);
+    const first = !fds;
+    if (!fds) {
+      fds = new Set();
+      users.set(conn.userId, fds);
+    }
+    fds.add(conn.fd);
+    let owned = this.owners.get(conn.owner);
+    if (!owned) {
+      owned = new Set();
+      this.owners.set(conn.owner, owned);
+    }
+    owned.add(conn.fd);
+    return { first };
+  }
+
+  async leave(fd: string): Promise<LeaveResult> {
+    return this.remove(fd);
+  }
+
+  private remove(fd: string): LeaveResult {
+    const conn = this.conns.get(fd);
+    if (!conn) return { last: false };
+    this.conns.delete(fd);
+    this.owners.get(conn.owner)?.delete(fd);
+    if (this.owners.get(conn.owner)?.size === 0) this.owners.delete(conn.owner);
+    const users = this.rooms.get(conn.room);
+    const fds = users?.get(conn.userId);
+    fds?.delete(fd);
+    const last = !fds || fds.size === 0;
+    if (last) {
+      users?.delete(conn.userId);
+      if (users?.size === 0) this.rooms.delete(conn.room);
+    }
+    return { user: toUserInfo(conn), last };
+  }
+
+  async list(room: string): Promise<UserInfo[]> {
+    const users = this.rooms.get(room);
+    if (!users) return [];
+    const list: UserInfo[] = [];
+    for (const fds of users.values()) {
+      const fd = fds.values().next().value;
+      const conn = fd === undefined ? undefined : this.conns.get(fd);
+      if (conn) list.push(toUserInfo(conn));
+    }
+    return list;
+  }
+
+  async find(room: string, userIdOrFd: string): Promise<UserInfo | undefined> {
+    const fds = this.rooms.get(room)?.get(userIdOrFd);
+    if (fds) {
+      const fd = fds.values().next().value;
+      const conn = fd === undefined ? undefined : this.conns.get(fd);
+      return conn && toUserInfo(conn);
+    }
+    const conn = this.conns.get(userIdOrFd);
+    if (conn && conn.room === room) {
+      // Answer with the user's oldest connection, as list() does.
+      return this.find(room, conn.userId);
+    }
+    return undefined;
+  }
+
+  async removeOwner(owner: string): Promise<UserInfo[]> {
+    const owned = this.owners.get(owner);
+    if (!owned) return [];
+    const offline: UserInfo[] = [];
+    for (const fd of [...owned]) {
+      const { user, last } = this.remove(fd);
+      if (user && last) offline.push(user);
+    }
+    this.owners.delete(owner);
+    return offline;
+  }
+
+  async stats(): Promise<{ connections: number; users: number }> {
+    let users = 0;
+    for (const room of this.rooms.values()) users += room.size;
+    return { connections: this.conns.size, users };
+  }
+
+  async close(): Promise<void> {
+    this.conns.clear();
+    this.rooms.clear();
+    this.owners.clear();
+  }
+}

@@ -1,0 +1,60 @@
+import type { UserInfo } from "../chat/protocol.js";
+
+/**
+ * A live connection as the presence store keeps it. `owner` names the process that holds the
+ * socket (`<nodeId>/<workerPid>`), so that a dead process's connections can be removed at once.
+ */
+export interface PresenceConnection extends UserInfo {
+  owner: string;
+}
+
+export interface JoinResult {
+  /** True when this is the user's first live connection in the room: announce 202. */
+  first: boolean;
+}
+
+export interface LeaveResult {
+  /** The connection that left; undefined when the fd was unknown (already removed). */
+  user?: UserInfo;
+  /** True when the user has no connection left in the room: announce 203. */
+  last: boolean;
+}
+
+/**
+ * Who is online, per room, one entry per user however many tabs they have open.
+ * Every method is atomic with respect to the others, across every process sharing the store,
+ * so that 202 and 203 are announced exactly once per user and room.
+ * Implementations: {@link MemoryPresenceStore} (one node, kept in the primary) and
+ * RedisPresenceStore (many nodes). One test suite (test/presence-store.test.ts) runs against both.
+ */
+export interface PresenceStore {
+  /** Records a connection. */
+  join(conn: PresenceConnection): Promise<JoinResult>;
+  /** Removes a connection by its fd. Removing an unknown fd is not an error. */
+  leave(fd: string): Promise<LeaveResult>;
+  /** The room's users, one entry per user (their oldest live connection), oldest first. */
+  list(room: string): Promise<UserInfo[]>;
+  /** Finds a user of the room by userId or by the fd of any of their connections. */
+  find(room: string, userIdOrFd: string): Promise<UserInfo | undefined>;
+  /**
+   * Removes every connection of a dead owner. Returns the users that went offline because of it
+   * (one entry per user and room), each returned once even when several callers race.
+   */
+  removeOwner(owner: string): Promise<UserInfo[]>;
+  /** Number of connections and of distinct users (per room) currently recorded. */
+  stats(): Promise<{ connections: number; users: number }>;
+  /** Releases the store's resources. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Strips the store's bookkeeping from a connection before it goes to clients. */
+export function toUserInfo(conn: PresenceConnection): UserInfo {
+  const user: UserInfo = {
+    fd: conn.fd,
+    userId: conn.userId,
+    username: conn.username,
+    room: conn.room,
+  };
+  if (conn.admin) user.admin = true;
+  return user;
+}

@@ -1,0 +1,204 @@
+/**
+ * The Lua scripts behind {@link RedisPresenceStore}: every operation is one script, so it is atomic
+ * across every process and node sharing the Redis (that is what makes `first`/`last` exact).
+ *
+ * Key layout, under `B = <prefix>:presence`:
+ *   B:conn:<fd>                    HASH   owner, room, user, info (the UserInfo JSON sent to clients)
+ *   B:owner:<owner>                SET    the owner's fds
+ *   B:owners                       SET    owners that may hold connections (what the reaper scans)
+ *   B:alive:<owner>                STRING liveness key with a TTL (PX), refreshed by heartbeats
+ *   B:room:<room>                  ZSET   userId → seq of the user's first live connection (list order)
+ *   B:user:<#room>:<room>:<userId> ZSET   fd → seq, the user's connections in the room, oldest first
+ *   B:rooms                        SET    rooms with at least one user (for stats)
+ *   B:seq                          STRING counter giving every connection its join order
+ *
+ * Every script gets B as ARGV[1] and builds keys itself (no KEYS[]): fine on one Redis or Sentinel,
+ * not on Redis Cluster. Scripts are sent with EVAL, not EVALSHA: an EVALSHA that fails with NOSCRIPT
+ * (after a Redis restart) and is retried would run after commands sent later on the same connection,
+ * and a join overtaken by its own leave leaves a ghost. EVAL keeps call order = execution order.
+ */
+
+const PRELUDE = `
+local B = ARGV[1]
+local OWNERS = B .. ':owners'
+local ROOMS = B .. ':rooms'
+local function conn_key(fd) return B .. ':conn:' .. fd end
+local function owner_key(owner) return B .. ':owner:' .. owner end
+local function alive_key(owner) return B .. ':alive:' .. owner end
+local function room_key(room) return B .. ':room:' .. room end
+-- room and userId are free text: the room's length keeps ("a:b", "c") apart from ("a", "b:c").
+local function user_key(room, user) return B .. ':user:' .. #room .. ':' .. room .. ':' .. user end
+
+-- Records a connection (the fd must be unknown). Returns 1 when it is the user's first in the room.
+local function add(fd, owner, room, user, info)
+  local seq = redis.call('INCR', B .. ':seq')
+  redis.call('HSET', conn_key(fd), 'owner', owner, 'room', room, 'user', user, 'info', info)
+  redis.call('SADD', owner_key(owner), fd)
+  redis.call('SADD', OWNERS, owner)
+  redis.call('ZADD', user_key(room, user), seq, fd)
+  if redis.call('ZADD', room_key(room), 'NX', seq, user) == 1 then
+    redis.call('SADD', ROOMS, room)
+    return 1
+  end
+  return 0
+end
+
+-- Removes a connection. Returns its info (nil if unknown) and whether it was the user's last.
+local function remove(fd)
+  local c = redis.call('HMGET', conn_key(fd), 'owner', 'room', 'user', 'info')
+  if not c[1] then return nil, false end
+  local owner, room, user = c[1], c[2], c[3]
+  redis.call('DEL', conn_key(fd))
+  redis.call('SREM', owner_key(owner), fd)
+  local ukey = user_key(room, user)
+  redis.call('ZREM', ukey, fd)
+  if redis.call('EXISTS', ukey) == 1 then return c[4], false end
+  redis.call('ZREM', room_key(room), user)
+  if redis.call('EXISTS', room_key(room)) == 0 then redis.call('SREM', ROOMS, room) end
+  return c[4], true
+end
+
+-- The info of the user's oldest connection in the room, or false.
+local function oldest(room, user)
+  local fd = redis.call('ZRANGE', user_key(room, user), 0, 0)[1]
+  if not fd then return false end
+  return redis.call('HGET', conn_key(fd), 'info')
+end
+
+-- Removes every connection of the owner and the owner itself. Returns the infos of users gone offline.
+local function remove_owner(owner)
+  local offline = {}
+  for _, fd in ipairs(redis.call('SMEMBERS', owner_key(owner))) do
+    local info, last = remove(fd)
+    if last then offline[#offline + 1] = info end
+  end
+  redis.call('DEL', owner_key(owner), alive_key(owner))
+  redis.call('SREM', OWNERS, owner)
+  return offline
+end
+
+-- One JSON array for the whole reply: one JSON.parse instead of one per user.
+local function json_array(items) return '[' .. table.concat(items, ',') .. ']' end
+`;
+
+const script = (body: string): string => `${PRELUDE}\n${body}`;
+
+/** ARGV: B, fd, owner, room, userId, info, ttlMs → 1 when first, else 0. */
+export const JOIN = script(`
+local fd, owner = ARGV[2], ARGV[3]
+-- A process that joins is alive: give it a liveness key if it has none (never shortens one), so its
+-- connections are not reaped before its first heartbeat.
+redis.call('SET', alive_key(owner), '1', 'PX', ARGV[7], 'NX')
+if redis.call('EXISTS', conn_key(fd)) == 1 then return 0 end
+return add(fd, owner, ARGV[4], ARGV[5], ARGV[6])
+`);
+
+/** ARGV: B, fd → nil when unknown, else [info, 1 when last else 0]. */
+export const LEAVE = script(`
+local info, last = remove(ARGV[2])
+if not info then return false end
+return { info, last and 1 or 0 }
+`);
+
+/** ARGV: B, room → JSON array of infos, one per user, oldest user first. */
+export const LIST = script(`
+local room = ARGV[2]
+local out = {}
+for _, user in ipairs(redis.call('ZRANGE', room_key(room), 0, -1)) do
+  local info = oldest(room, user)
+  if info then out[#out + 1] = info end
+end
+return json_array(out)
+`);
+
+/** ARGV: B, room, userId or fd → info of the user's oldest connection, or nil. userId wins. */
+export const FIND = script(`
+local room, id = ARGV[2], ARGV[3]
+if redis.call('ZSCORE', room_key(room), id) then return oldest(room, id) end
+local c = redis.call('HMGET', conn_key(id), 'room', 'user')
+if c[1] == room then return oldest(room, c[2]) end
+return false
+`);
+
+/** ARGV: B, owner, onlyIfExpired ("1"/"0") → JSON array of infos of users gone offline. */
+export const REMOVE_OWNER = script(`
+local owner = ARGV[2]
+-- The reaper's check and removal are one step: an owner that heartbeats in between is spared.
+if ARGV[3] == '1' and redis.call('EXISTS', alive_key(owner)) == 1 then return '[]' end
+return json_array(remove_owner(owner))
+`);
+
+/** ARGV: B, nodeId → JSON array of infos of users gone offline with every `<nodeId>/…` owner. */
+export const REMOVE_NODE = script(`
+local head = ARGV[2] .. '/'
+local offline = {}
+for _, owner in ipairs(redis.call('SMEMBERS', OWNERS)) do
+  if string.sub(owner, 1, #head) == head then
+    for _, info in ipairs(remove_owner(owner)) do offline[#offline + 1] = info end
+  end
+end
+return json_array(offline)
+`);
+
+/** ARGV: B → owners whose liveness key is gone. */
+export const EXPIRED_OWNERS = script(`
+local out = {}
+for _, owner in ipairs(redis.call('SMEMBERS', OWNERS)) do
+  if redis.call('EXISTS', alive_key(owner)) == 0 then out[#out + 1] = owner end
+end
+return out
+`);
+
+/**
+ * ARGV: B, owner, ttlMs, expected connection count ("" = don't check) → 1 when Redis still had the
+ * owner (liveness key present and, if given, as many connections as expected), else 0: resync.
+ */
+export const HEARTBEAT = script(`
+local owner, expected = ARGV[2], ARGV[4]
+local intact = redis.call('EXISTS', alive_key(owner)) == 1
+redis.call('SET', alive_key(owner), '1', 'PX', ARGV[3])
+redis.call('SADD', OWNERS, owner)
+if intact and expected ~= '' then
+  intact = redis.call('SCARD', owner_key(owner)) == tonumber(expected)
+end
+return intact and 1 or 0
+`);
+
+/**
+ * ARGV: B, owner, ttlMs, then (fd, room, userId, info) per connection, oldest first. Makes the
+ * owner's entries exactly these: drops the others, adds the missing ones (in the given order),
+ * keeps the present ones (and their place in lists).
+ */
+export const RESYNC = script(`
+local owner = ARGV[2]
+local wanted = {}
+for i = 4, #ARGV, 4 do wanted[ARGV[i]] = true end
+for _, fd in ipairs(redis.call('SMEMBERS', owner_key(owner))) do
+  if not wanted[fd] then remove(fd) end
+end
+for i = 4, #ARGV, 4 do
+  local fd, room, user, info = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local c = redis.call('HMGET', conn_key(fd), 'owner', 'room', 'user')
+  if c[1] == owner and c[2] == room and c[3] == user then
+    redis.call('HSET', conn_key(fd), 'info', info)
+  else
+    if c[1] then remove(fd) end
+    add(fd, owner, room, user, info)
+  end
+end
+redis.call('SET', alive_key(owner), '1', 'PX', ARGV[3])
+redis.call('SADD', OWNERS, owner)
+return 1
+`);
+
+/** ARGV: B → [connections, users (summed over rooms)]. */
+export const STATS = script(`
+local conns, users = 0, 0
+for _, owner in ipairs(redis.call('SMEMBERS', OWNERS)) do
+  conns = conns + redis.call('SCARD', owner_key(owner))
+end
+for _, room in ipairs(redis.call('SMEMBERS', ROOMS)) do
+  users = users + redis.call('ZCARD', room_key(room))
+end
+return { conns, users }
+`);

@@ -1,0 +1,224 @@
+import { createClient } from "redis";
+import type { UserInfo } from "../chat/protocol.js";
+import { type Heartbeat, type HeartbeatOptions, OwnerHeartbeat } from "./owner-heartbeat.js";
+import {
+  type JoinResult,
+  type LeaveResult,
+  type PresenceConnection,
+  type PresenceStore,
+  toUserInfo,
+} from "./presence-store.js";
+import * as scripts from "./redis-presence-scripts.js";
+
+/** The part of a node-redis client the store uses: any `createClient()` result fits. */
+export interface RedisCommandClient {
+  sendCommand(args: readonly string[]): Promise<unknown>;
+  /** node-redis emits `ready` on every (re)connection: running heartbeats then beat at once. */
+  on?(event: "ready", listener: () => void): unknown;
+  off?(event: "ready", listener: () => void): unknown;
+}
+
+export interface RedisPresenceStoreOptions {
+  /**
+   * A node-redis client (connected, or connecting), which the store uses but never closes; or a
+   * Redis URL, for which the store creates, connects and, on close(), closes its own client.
+   * Commands issued while the client is down wait in node-redis's offline queue.
+   */
+  client: RedisCommandClient | string;
+  /** Namespace of every key (`<prefix>:presence:…`), so deployments can share one Redis. @default "weigot-ws" */
+  prefix?: string;
+  /** This node's id (no "/"): owners are `<nodeId>/<pid>` (see ownerId()). */
+  nodeId: string;
+  /** Seconds an owner stays alive without a heartbeat; then reapExpired() removes it. @default 15 */
+  ownerTtlSeconds?: number;
+  /**
+   * Errors of the client the store created from a URL (`error` events, a failed connect). A client
+   * you pass in is yours: attach your own `error` listener. @default ignore
+   */
+  onError?: (err: Error) => void;
+}
+
+/** What close() needs of a client the store created. */
+interface OwnClient {
+  readonly isReady: boolean;
+  close(): Promise<void>;
+  destroy(): void;
+}
+
+/**
+ * Presence shared by every node through Redis. Each operation is one Lua script (see
+ * redis-presence-scripts.ts for the key layout), so `first`/`last` are exact across processes.
+ *
+ * Liveness: every process holding sockets is an "owner" (`<nodeId>/<pid>`) with a liveness key
+ * that expires after `ownerTtlSeconds` unless refreshed by {@link startHeartbeat}. Some process
+ * (any, several may race) calls {@link reapExpired} periodically and announces 203 for the users it
+ * returns. Errors from Redis reject the returned promises; nothing throws asynchronously.
+ */
+export class RedisPresenceStore implements PresenceStore {
+  readonly nodeId: string;
+  private readonly client: RedisCommandClient;
+  private readonly ownClient: OwnClient | undefined;
+  private readonly base: string;
+  private readonly ttlMs: number;
+  private readonly heartbeats = new Set<Heartbeat>();
+  private closing: Promise<void> | undefined;
+
+  constructor(options: RedisPresenceStoreOptions) {
+    if (!options.nodeId || options.nodeId.includes("/")) {
+      throw new TypeError(`invalid nodeId ${JSON.stringify(options.nodeId)}: empty or has "/"`);
+    }
+    const ttl = options.ownerTtlSeconds ?? 15;
+    if (!(ttl > 0)) throw new TypeError(`invalid ownerTtlSeconds ${ttl}: must be > 0`);
+    this.nodeId = options.nodeId;
+    this.ttlMs = Math.max(1, Math.round(ttl * 1000));
+    this.base = `${options.prefix ?? "weigot-ws"}:presence`;
+    if (typeof options.client === "string") {
+      const onError = options.onError ?? (() => {});
+      const client = createClient({ url: options.client });
+      // Without a listener an `error` event would crash the process.
+      client.on("error", onError);
+      // Commands sent before the connection is ready wait in the offline queue.
+      client.connect().catch(onError);
+      this.ownClient = client;
+      this.client = client;
+    } else {
+      this.client = options.client;
+    }
+  }
+
+  /** The owner name of a process of this node. @param pid @default process.pid */
+  ownerId(pid: number = process.pid): string {
+    return `${this.nodeId}/${pid}`;
+  }
+
+  async join(conn: PresenceConnection): Promise<JoinResult> {
+    const info = JSON.stringify(toUserInfo(conn));
+    const args = [conn.fd, conn.owner, conn.room, conn.userId, info, String(this.ttlMs)];
+    return { first: (await this.eval(scripts.JOIN, args)) === 1 };
+  }
+
+  async leave(fd: string): Promise<LeaveResult> {
+    const reply = (await this.eval(scripts.LEAVE, [fd])) as [string, number] | null;
+    if (!reply) return { last: false };
+    return { user: JSON.parse(reply[0]) as UserInfo, last: reply[1] === 1 };
+  }
+
+  async list(room: string): Promise<UserInfo[]> {
+    return this.evalUsers(scripts.LIST, [room]);
+  }
+
+  async find(room: string, userIdOrFd: string): Promise<UserInfo | undefined> {
+    const info = (await this.eval(scripts.FIND, [room, userIdOrFd])) as string | null;
+    return info ? (JSON.parse(info) as UserInfo) : undefined;
+  }
+
+  async removeOwner(owner: string): Promise<UserInfo[]> {
+    return this.evalUsers(scripts.REMOVE_OWNER, [owner, "0"]);
+  }
+
+  /**
+   * Removes every owner of a node, e.g. at the start of a node that restarts with the same nodeId
+   * (its old workers died without cleaning up, and a new worker may even reuse an old pid).
+   * Call it before this node's workers join anything: it removes their owners too.
+   * @param nodeId @default this.nodeId
+   * @returns the users that went offline (one entry per user and room).
+   */
+  async removeNode(nodeId: string = this.nodeId): Promise<UserInfo[]> {
+    return this.evalUsers(scripts.REMOVE_NODE, [nodeId]);
+  }
+
+  /**
+   * Removes the owners whose liveness key expired (their process died or stalled for a whole TTL).
+   * Safe to call from many processes at once: each offline user is returned to exactly one caller,
+   * which announces 203. An owner that heartbeats before its turn is spared.
+   */
+  async reapExpired(): Promise<UserInfo[]> {
+    const owners = (await this.eval(scripts.EXPIRED_OWNERS, [])) as string[];
+    const lists = await Promise.all(
+      owners.map((owner) => this.evalUsers(scripts.REMOVE_OWNER, [owner, "1"])),
+    );
+    return lists.flat();
+  }
+
+  /**
+   * Refreshes the owner's liveness key for another ownerTtlSeconds. Resolves false when Redis had
+   * lost the owner (liveness key gone: first beat, expiry, FLUSH, Redis restart) or, when
+   * `expectedConnections` is given, holds a different number of its connections: then call
+   * {@link resync}. {@link startHeartbeat} does all this on an interval.
+   */
+  async heartbeat(owner: string, expectedConnections?: number): Promise<boolean> {
+    const expected = expectedConnections === undefined ? "" : String(expectedConnections);
+    return (await this.eval(scripts.HEARTBEAT, [owner, String(this.ttlMs), expected])) === 1;
+  }
+
+  /**
+   * Makes the owner's entries exactly `conns` (oldest first) and refreshes its liveness: after a
+   * Redis outage, FLUSH or restart, or after this owner was reaped while alive. Entries still
+   * present keep their place in lists. Announces nothing: it returns no first/last.
+   * The command is sent synchronously, so `conns` must be a snapshot taken just before the call.
+   */
+  async resync(owner: string, conns: PresenceConnection[]): Promise<void> {
+    const args = [owner, String(this.ttlMs)];
+    for (const conn of conns) {
+      args.push(conn.fd, conn.room, conn.userId, JSON.stringify(toUserInfo(conn)));
+    }
+    await this.eval(scripts.RESYNC, args);
+  }
+
+  /**
+   * Starts refreshing the owner's liveness every `intervalMs` (first beat at once, sent before
+   * anything you call afterwards) and resyncing its connections whenever Redis lost some. Also
+   * beats on every `ready` of the client (a reconnection). Stopped by close() or the handle.
+   */
+  startHeartbeat(owner: string, options: HeartbeatOptions): Heartbeat {
+    if (this.closing) throw new Error("RedisPresenceStore is closed");
+    const intervalMs = options.intervalMs ?? Math.max(10, Math.floor(this.ttlMs / 3));
+    const heartbeat = new OwnerHeartbeat(this, owner, { ...options, intervalMs });
+    const onReady = () => void heartbeat.beat();
+    this.client.on?.("ready", onReady);
+    const handle: Heartbeat = {
+      beat: () => heartbeat.beat(),
+      stop: () => {
+        heartbeat.stop();
+        this.client.off?.("ready", onReady);
+        this.heartbeats.delete(handle);
+      },
+    };
+    this.heartbeats.add(handle);
+    return handle;
+  }
+
+  async stats(): Promise<{ connections: number; users: number }> {
+    const [connections, users] = (await this.eval(scripts.STATS, [])) as [number, number];
+    return { connections, users };
+  }
+
+  /** Stops the heartbeats and closes the client if the store created it. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    for (const heartbeat of [...this.heartbeats]) heartbeat.stop();
+    const client = this.ownClient;
+    if (!client) return;
+    try {
+      // close() waits for pending commands, which would never come while Redis is unreachable.
+      if (client.isReady) await client.close();
+      else client.destroy();
+    } catch {
+      // Already closed: nothing left to release.
+    }
+  }
+
+  /** Runs a script. Sends synchronously (call order = execution order on the connection). */
+  private eval(script: string, args: string[]): Promise<unknown> {
+    if (this.closing) return Promise.reject(new Error("RedisPresenceStore is closed"));
+    return this.client.sendCommand(["EVAL", script, "0", this.base, ...args]);
+  }
+
+  private async evalUsers(script: string, args: string[]): Promise<UserInfo[]> {
+    return JSON.parse((await this.eval(script, args)) as string) as UserInfo[];
+  }
+}
