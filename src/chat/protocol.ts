@@ -93,7 +93,6 @@ export const ErrorCodes = [
   "E_BAD_IMAGE",
   "E_IMAGE_TOO_LARGE",
   "E_NO_RECIPIENT",
-  "E_RATE_LIMITED",
   "E_UNKNOWN_EVENT",
   "E_INTERNAL",
 ] as const;
