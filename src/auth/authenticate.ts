@@ -71,7 +71,8 @@ export class Authenticator {
     try {
       ({ payload } = await jwtVerify(a.token, this.key, { algorithms: ["HS256"] }));
     } catch (err) {
-      if (err instanceof errors.JWTExpired) throw new ChatError("E_AUTH_EXPIRED", "token has expired");
+      if (err instanceof errors.JWTExpired)
+        throw new ChatError("E_AUTH_EXPIRED", "token has expired");
       throw new ChatError("E_AUTH_INVALID", "token is invalid");
     }
     const userId = checkUserId(payload.sub);

@@ -17,3 +17,6 @@ export interface Backend {
   /** Stops background duties and closes connections. Idempotent. */
   close(): Promise<void>;
 }
+
+/** Set by the primary on the first worker of a node's start: clean the node's stale entries. */
+export const CLEAN_NODE_ENV = "WEIGOT_WS_CLEAN_NODE";

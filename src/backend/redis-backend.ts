@@ -1,9 +1,168 @@
+import { createAdapter } from "@socket.io/redis-adapter";
+import { createClient } from "redis";
+import type { Server } from "socket.io";
+import type { UserInfo } from "../chat/protocol.js";
 import type { Config } from "../config/config.js";
-import type { Backend } from "./backend.js";
+import type { Logger } from "../log/logger.js";
+import type { Heartbeat } from "../presence/owner-heartbeat.js";
+import type {
+  JoinResult,
+  LeaveResult,
+  PresenceConnection,
+  PresenceStore,
+} from "../presence/presence-store.js";
+import { RedisPresenceStore } from "../presence/redis-presence-store.js";
+import { type Backend, CLEAN_NODE_ENV } from "./backend.js";
 
-/** Placeholder until the Redis store lands. */
-export const RedisBackend = {
-  async connect(_config: Config): Promise<Backend> {
-    throw new Error("redis adapter not available yet");
-  },
-};
+function newClient(url: string) {
+  return createClient({
+    url,
+    // Reconnect forever, backing off to 2 s; Redis coming back is the normal end of an outage.
+    socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) },
+  });
+}
+type RedisClient = ReturnType<typeof newClient>;
+
+/**
+ * The Redis store, plus this process's own list of live connections kept in step with it (the
+ * heartbeat rewrites Redis from that list after an outage, a FLUSH or a restart of Redis).
+ */
+class LocalTrackingStore implements PresenceStore {
+  readonly local = new Map<string, PresenceConnection>();
+
+  constructor(readonly inner: RedisPresenceStore) {}
+
+  join(conn: PresenceConnection): Promise<JoinResult> {
+    this.local.set(conn.fd, conn);
+    return this.inner.join(conn);
+  }
+  leave(fd: string): Promise<LeaveResult> {
+    this.local.delete(fd);
+    return this.inner.leave(fd);
+  }
+  list(room: string): Promise<UserInfo[]> {
+    return this.inner.list(room);
+  }
+  find(room: string, userIdOrFd: string): Promise<UserInfo | undefined> {
+    return this.inner.find(room, userIdOrFd);
+  }
+  removeOwner(owner: string): Promise<UserInfo[]> {
+    return this.inner.removeOwner(owner);
+  }
+  stats(): Promise<{ connections: number; users: number }> {
+    return this.inner.stats();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/**
+ * Many machines: rooms over @socket.io/redis-adapter (its own pub and sub clients), presence in
+ * Redis with a liveness key per process, reaped by every worker of every node.
+ */
+export class RedisBackend implements Backend {
+  readonly presence: LocalTrackingStore;
+  private heartbeat?: Heartbeat;
+  private reaper?: NodeJS.Timeout;
+  private healthListeners: ((up: boolean) => void)[] = [];
+  private up = true;
+  private closing?: Promise<void>;
+
+  private constructor(
+    private readonly config: Config,
+    private readonly pub: RedisClient,
+    private readonly sub: RedisClient,
+    private readonly cmd: RedisClient,
+    private readonly owner: string,
+    private readonly log: Logger,
+  ) {
+    this.presence = new LocalTrackingStore(
+      new RedisPresenceStore({
+        client: cmd,
+        prefix: config.redisPrefix,
+        nodeId: config.nodeId,
+        ownerTtlSeconds: config.nodeTimeout,
+      }),
+    );
+  }
+
+  static async connect(config: Config, owner: string, logger: Logger): Promise<RedisBackend> {
+    const log = logger.child({ component: "redis" });
+    const pub = newClient(config.redisUrl);
+    const sub = newClient(config.redisUrl);
+    const cmd = newClient(config.redisUrl);
+    const backend = new RedisBackend(config, pub, sub, cmd, owner, log);
+    for (const [name, client] of [
+      ["pub", pub],
+      ["sub", sub],
+      ["cmd", cmd],
+    ] as const) {
+      client.on("error", (err: Error) => backend.setUp(false, `${name}: ${err.message}`));
+      client.on("ready", () => backend.checkUp());
+    }
+    await Promise.all([pub.connect(), sub.connect(), cmd.connect()]);
+    return backend;
+  }
+
+  private setUp(up: boolean, why: string): void {
+    if (this.up === up) return;
+    this.up = up;
+    // Logged once per outage, not once per reconnection attempt.
+    if (up) this.log.info("redis is reachable again");
+    else this.log.error("redis is unreachable; serving local clients only", { err: why });
+    for (const l of this.healthListeners) l(up);
+  }
+
+  private checkUp(): void {
+    if (this.pub.isReady && this.sub.isReady && this.cmd.isReady) this.setUp(true, "");
+  }
+
+  attach(io: Server): void {
+    io.adapter(
+      createAdapter(this.pub, this.sub, { key: this.config.redisPrefix, requestsTimeout: 5000 }),
+    );
+  }
+
+  async start(announce: (users: UserInfo[]) => void): Promise<void> {
+    const store = this.presence.inner;
+    if (process.env[CLEAN_NODE_ENV] === "1") {
+      // This node restarted with the same id: what its previous run left is stale.
+      const stale = await store.removeNode(this.config.nodeId);
+      if (stale.length)
+        this.log.info("removed stale entries of a previous run", { users: stale.length });
+      announce(stale);
+    }
+    this.heartbeat = store.startHeartbeat(this.owner, {
+      connections: () => [...this.presence.local.values()],
+      onError: (err) => this.setUp(false, String(err)),
+      onResync: (n) =>
+        this.log.warn("redis had lost this process's presence; rewrote it", { connections: n }),
+    });
+    const every = Math.max(1000, Math.floor((this.config.nodeTimeout * 1000) / 3));
+    this.reaper = setInterval(() => {
+      store.reapExpired().then(announce, () => {
+        // Redis is down: the heartbeat reports it; the next round retries.
+      });
+    }, every);
+    this.reaper.unref();
+  }
+
+  onHealth(listener: (up: boolean) => void): void {
+    this.healthListeners.push(listener);
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.reaper);
+      this.heartbeat?.stop();
+      await this.presence.close();
+      await Promise.allSettled(
+        [this.pub, this.sub, this.cmd].map((c) =>
+          c.isReady ? c.close() : Promise.resolve(c.destroy()),
+        ),
+      );
+    })();
+    return this.closing;
+  }
+}

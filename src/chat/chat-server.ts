@@ -18,7 +18,12 @@ import { Action } from "./protocol.js";
 import { roomKey, userKey } from "./rooms.js";
 import { type MessageLimits, validateMessage } from "./validate-message.js";
 
-export type ChatIo = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+export type ChatIo = Server<
+  ClientToServerEvents,
+  ServerToClientEvents,
+  InterServerEvents,
+  SocketData
+>;
 export type ChatSocket = Socket<
   ClientToServerEvents,
   ServerToClientEvents,
@@ -138,11 +143,9 @@ export class ChatServer {
       const { user: left, last } = await this.opts.presence.leave(socket.id);
       if (left && last) this.announceOffline([left]);
     };
-    const run = (graceMs > 0 ? delay(graceMs).then(leave) : leave()).catch(
-      (err: unknown) => {
-        this.log.error("presence leave failed", { fd: socket.id, err: String(err) });
-      },
-    );
+    const run = (graceMs > 0 ? delay(graceMs).then(leave) : leave()).catch((err: unknown) => {
+      this.log.error("presence leave failed", { fd: socket.id, err: String(err) });
+    });
     this.pendingLeaves.add(run);
     run.finally(() => this.pendingLeaves.delete(run));
   }
@@ -170,7 +173,10 @@ export class ChatServer {
       this.reply(
         socket,
         args[args.length - 1],
-        new ChatError("E_UNKNOWN_EVENT", `unknown event ${JSON.stringify(event)}; use message, info or onlineList`),
+        new ChatError(
+          "E_UNKNOWN_EVENT",
+          `unknown event ${JSON.stringify(event)}; use message, info or onlineList`,
+        ),
       );
     });
   }
@@ -181,15 +187,24 @@ export class ChatServer {
     const user = socket.data.user;
     const { io, presence } = this.opts;
     if (msg.type === "state") {
-      const out = envelope(Action.OtherUser, "state", { message: msg.content.message, userInfo: user });
+      const out = envelope(Action.OtherUser, "state", {
+        message: msg.content.message,
+        userInfo: user,
+      });
       if (msg.to !== undefined) {
         const target = await presence.find(user.room, msg.to);
-        if (!target) throw new ChatError("E_NO_RECIPIENT", `no user ${msg.to} in room ${user.room}`);
-        io.to(userKey(user.room, target.userId)).except(userKey(user.room, user.userId)).emit("message", out);
+        if (!target)
+          throw new ChatError("E_NO_RECIPIENT", `no user ${msg.to} in room ${user.room}`);
+        io.to(userKey(user.room, target.userId))
+          .except(userKey(user.room, user.userId))
+          .emit("message", out);
       } else {
         io.to(roomKey(user.room)).except(userKey(user.room, user.userId)).emit("message", out);
       }
       return out;
+    }
+    if (msg.notice && !user.admin) {
+      throw new ChatError("E_FORBIDDEN", "only admins can send notices");
     }
     const now = Date.now();
     const content = { message: msg.content.message, userInfo: user } as Envelope["data"]["content"];
@@ -199,12 +214,15 @@ export class ChatServer {
       if (!target) throw new ChatError("E_NO_RECIPIENT", `no user ${msg.to} in room ${user.room}`);
       content.to = target.userId;
     }
-    const out = envelope(Action.Message, msg.type, content, now);
+    const out = envelope(msg.notice ? Action.Admin : Action.Message, msg.type, content, now);
     out.id = this.ids.next(now);
     out.ts = now;
     if (target) {
       out.private = true;
-      io.to([userKey(user.room, target.userId), userKey(user.room, user.userId)]).emit("message", out);
+      io.to([userKey(user.room, target.userId), userKey(user.room, user.userId)]).emit(
+        "message",
+        out,
+      );
     } else {
       io.to(roomKey(user.room)).emit("message", out);
     }
@@ -215,7 +233,8 @@ export class ChatServer {
     if (!(err instanceof ChatError)) {
       this.log.error("handler failed", { fd: socket.id, err: String(err) });
     }
-    const e = err instanceof ChatError ? err : new ChatError("E_INTERNAL", "internal error, try again");
+    const e =
+      err instanceof ChatError ? err : new ChatError("E_INTERNAL", "internal error, try again");
     respond(socket, ack, errorEnvelope(e.code, e.message));
   }
 

@@ -75,6 +75,8 @@ export interface ClientMessage {
   content: { message: string };
   /** A userId or an fd: makes the message private to that user (and the sender). */
   to?: string;
+  /** Admins only: send a text as an admin notice (101) instead of a chat message (300). */
+  notice?: boolean;
 }
 
 export type Ack = (reply: Envelope) => void;
@@ -93,6 +95,7 @@ export const ErrorCodes = [
   "E_BAD_IMAGE",
   "E_IMAGE_TOO_LARGE",
   "E_NO_RECIPIENT",
+  "E_FORBIDDEN",
   "E_UNKNOWN_EVENT",
   "E_INTERNAL",
 ] as const;

@@ -20,7 +20,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 /** Checks an image message: an http(s) URL, or a base64 data URL of a common image format. */
 export function checkImage(url: string, maxBytes: number): void {
   if (url.length > maxBytes) {
-    throw new ChatError("E_IMAGE_TOO_LARGE", `image is ${url.length} bytes, the limit is ${maxBytes}`);
+    throw new ChatError(
+      "E_IMAGE_TOO_LARGE",
+      `image is ${url.length} bytes, the limit is ${maxBytes}`,
+    );
   }
   if (url.startsWith("data:")) {
     if (!DATA_IMAGE.test(url)) {
@@ -45,9 +48,12 @@ export function checkImage(url: string, maxBytes: number): void {
 /** Turns whatever a client sent with the `message` event into a checked message, or throws. */
 export function validateMessage(payload: unknown, limits: MessageLimits): ClientMessage {
   if (!isRecord(payload)) {
-    throw new ChatError("E_BAD_PAYLOAD", "message must be an object { type, content: { message } }");
+    throw new ChatError(
+      "E_BAD_PAYLOAD",
+      "message must be an object { type, content: { message } }",
+    );
   }
-  const { type, content, to } = payload;
+  const { type, content, to, notice } = payload;
   if (typeof type !== "string" || !MessageTypes.includes(type as MessageType)) {
     throw new ChatError("E_BAD_TYPE", `type must be one of ${MessageTypes.join(", ")}`);
   }
@@ -56,6 +62,12 @@ export function validateMessage(payload: unknown, limits: MessageLimits): Client
   }
   if (to !== undefined && (typeof to !== "string" || to === "" || to.length > 128)) {
     throw new ChatError("E_BAD_PAYLOAD", "to must be a non-empty userId or fd");
+  }
+  if (notice !== undefined && typeof notice !== "boolean") {
+    throw new ChatError("E_BAD_PAYLOAD", "notice must be true or false");
+  }
+  if (notice === true && type !== "text") {
+    throw new ChatError("E_BAD_PAYLOAD", "only text messages can be notices");
   }
   const message = content.message;
   if (message.trim() === "") {
@@ -84,5 +96,6 @@ export function validateMessage(payload: unknown, limits: MessageLimits): Client
   }
   const checked: ClientMessage = { type: type as MessageType, content: { message } };
   if (to !== undefined) checked.to = to as string;
+  if (notice === true) checked.notice = true;
   return checked;
 }

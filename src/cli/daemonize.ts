@@ -1,8 +1,8 @@
 import { spawn } from "node:child_process";
 import { openSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import type { Config } from "../config/config.js";
 import type { Status } from "../cluster/primary.js";
+import type { Config } from "../config/config.js";
 import { callControl } from "./control-client.js";
 
 const CLI = fileURLToPath(new URL("./index.js", import.meta.url));
@@ -13,10 +13,19 @@ const CLI = fileURLToPath(new URL("./index.js", import.meta.url));
  */
 export async function daemonize(config: Config, argv: string[]): Promise<number> {
   const out = openSync(config.logFile, "a");
-  const flags = argv.filter((a) => a !== "-d" && a !== "--daemon" && !a.startsWith("--daemon="));
+  const flags = withoutFlags(argv, ["--pid-file", "--log-file"], ["-d", "--daemon", "--no-daemon"]);
   const child = spawn(
     process.execPath,
-    [CLI, "start", ...flags, "--no-daemon", "--log-file", config.logFile, "--pid-file", config.pidFile],
+    [
+      CLI,
+      "start",
+      ...flags,
+      "--no-daemon",
+      "--log-file",
+      config.logFile,
+      "--pid-file",
+      config.pidFile,
+    ],
     { detached: true, stdio: ["ignore", out, out], env: process.env },
   );
   let exited: number | null = null;
@@ -45,4 +54,20 @@ export async function daemonize(config: Config, argv: string[]): Promise<number>
   }
   process.stderr.write(`weigot-ws did not become ready within 60 s; see ${config.logFile}\n`);
   return 1;
+}
+
+/** argv minus the named options (`--x v` and `--x=v`) and switches, which the caller sets itself. */
+function withoutFlags(argv: string[], options: string[], switches: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const name = arg.split("=")[0];
+    if (switches.includes(name)) continue;
+    if (options.includes(name)) {
+      if (!arg.includes("=")) i++;
+      continue;
+    }
+    out.push(arg);
+  }
+  return out;
 }

@@ -16,20 +16,29 @@ function run(fn: () => Promise<number>): Promise<void> {
   return fn().then(
     (code) => process.exit(code),
     (err: unknown) => {
-      const message = err instanceof ConfigError ? err.message : err instanceof Error ? err.message : String(err);
+      const message =
+        err instanceof ConfigError ? err.message : err instanceof Error ? err.message : String(err);
       process.stderr.write(`weigot-ws: ${message}\n`);
       process.exit(1);
     },
   );
 }
 
-const pidOptions = serviceOptions(["pidFile", "shutdownTimeout"]);
+// Every command accepts every option (hidden), so that the environment a deployment sets for
+// `start` (WEIGOT_WS_*) does not make `status` or `stop` refuse it as unknown.
+const pidOptions = {
+  ...Object.fromEntries(
+    Object.entries(serviceOptions()).map(([k, o]) => [k, { ...o, hidden: true }]),
+  ),
+  ...serviceOptions(["pidFile", "shutdownTimeout"]),
+};
 const commandArgs = args.slice(1);
 
 await yargs(args)
   .scriptName("weigot-ws")
   .usage("$0 <command> [options]")
   .env("WEIGOT_WS")
+  .parserConfiguration({ "duplicate-arguments-array": false })
   .config("config", "a JSON file of options (camelCase keys, as in the README)")
   .command(
     "start",
@@ -63,12 +72,17 @@ await yargs(args)
     "status",
     "show whether the service runs, its workers, connections and users (exit 3 when stopped)",
     (y) =>
-      y.options({ ...pidOptions, json: { type: "boolean", describe: "machine-readable output", default: false } }),
+      y.options({
+        ...pidOptions,
+        json: { type: "boolean", describe: "machine-readable output", default: false },
+      }),
     (argv) => run(() => status(parseConfig(configFromArgv(argv)).pidFile, argv.json === true)),
   )
   .demandCommand(1, "name a command: start, stop, restart, reload or status")
   .strict()
-  .epilogue(`Every option is also an environment variable: --redis-url is WEIGOT_WS_REDIS_URL. Default PID file: ${DEFAULTS.pidFile}`)
+  .epilogue(
+    `Every option is also an environment variable: --redis-url is WEIGOT_WS_REDIS_URL. Default PID file: ${DEFAULTS.pidFile}`,
+  )
   .help()
   .alias("h", "help")
   .version()

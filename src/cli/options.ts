@@ -25,11 +25,14 @@ const DESCRIBE: { [K in keyof Config]: string } = {
 
 /** The yargs options of every config key, built from the one rules table. Raw strings are
  * kept (no yargs coercion) so that parseConfig can name a bad value as the user typed it. */
-export function serviceOptions(keys = Object.keys(RULES) as (keyof Config)[]): Record<string, Options> {
+export function serviceOptions(
+  keys = Object.keys(RULES) as (keyof Config)[],
+): Record<string, Options> {
   const out: Record<string, Options> = {};
   for (const key of keys) {
     const rule = RULES[key];
-    const dflt = key === "workers" || key === "nodeId" || key === "pidFile" ? undefined : DEFAULTS[key];
+    const dflt =
+      key === "workers" || key === "nodeId" || key === "pidFile" ? undefined : DEFAULTS[key];
     out[kebab(key)] = {
       describe: DESCRIBE[key],
       type: rule.kind === "bool" ? "boolean" : "string",

@@ -1,18 +1,25 @@
 import cluster, { type Worker } from "node:cluster";
 import { existsSync, rmSync } from "node:fs";
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setupPrimary as setupClusterAdapter } from "@socket.io/cluster-adapter";
+import { CLEAN_NODE_ENV } from "../backend/backend.js";
+import { waitForRedis } from "../backend/wait-for-redis.js";
 import type { Config } from "../config/config.js";
 import { createLogger, type Logger } from "../log/logger.js";
-import { MemoryPresenceStore } from "../presence/memory-presence-store.js";
 import { servePresence } from "../presence/ipc-presence-store.js";
+import { MemoryPresenceStore } from "../presence/memory-presence-store.js";
+import { deferred, withTimeout } from "../util/deferred.js";
 import type { PrimaryToWorker, WorkerStats, WorkerToPrimary } from "./ipc-messages.js";
 import { isOurs } from "./ipc-messages.js";
 import { controlSocketPath, livePid, removePidFile, writePidFile } from "./pid-file.js";
-import { deferred, withTimeout } from "../util/deferred.js";
 import { StickyBalancer } from "./sticky-balancer.js";
 import { CONFIG_ENV } from "./worker.js";
 
@@ -75,7 +82,8 @@ export class Primary {
     this.log = this.root.child({ component: "primary" });
     this.health = createHttpServer((req, res) => this.onHealthRequest(req, res));
     const balancer = new StickyBalancer({
-      routable: () => [...this.slots.values()].filter((s) => s.state === "ready").map((s) => s.worker),
+      routable: () =>
+        [...this.slots.values()].filter((s) => s.state === "ready").map((s) => s.worker),
       byId: (id) => {
         const slot = this.slots.get(id);
         return slot && slot.state !== "starting" ? slot.worker : undefined;
@@ -102,13 +110,22 @@ export class Primary {
       exec: path.join(path.dirname(fileURLToPath(import.meta.url)), "worker-main.js"),
       serialization: "advanced",
     });
-    if (this.config.adapter === "cluster") setupClusterAdapter();
     cluster.on("message", (worker, msg) => this.onWorkerMessage(worker, msg));
     cluster.on("exit", (worker, code, signal) => this.onWorkerExit(worker, code, signal));
     process.on("SIGTERM", () => void this.stop("SIGTERM"));
     process.on("SIGINT", () => void this.stop("SIGINT"));
 
-    const slots = Array.from({ length: this.config.workers }, () => this.fork());
+    let slots: Slot[];
+    if (this.config.adapter === "redis") {
+      await waitForRedis(this.config.redisUrl, this.config.redisWait);
+      // The first worker cleans what a previous run of this node id left, before any other joins.
+      const first = this.fork({ [CLEAN_NODE_ENV]: "1" });
+      await withTimeout(first.ready, READY_TIMEOUT_MS, "worker start");
+      slots = Array.from({ length: this.config.workers - 1 }, () => this.fork());
+    } else {
+      setupClusterAdapter();
+      slots = Array.from({ length: this.config.workers }, () => this.fork());
+    }
     await Promise.all(slots.map((s) => withTimeout(s.ready, READY_TIMEOUT_MS, "worker start")));
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
@@ -126,8 +143,8 @@ export class Primary {
     });
   }
 
-  private fork(): Slot {
-    const worker = cluster.fork({ [CONFIG_ENV]: JSON.stringify(this.config) });
+  private fork(env: Record<string, string> = {}): Slot {
+    const worker = cluster.fork({ ...env, [CONFIG_ENV]: JSON.stringify(this.config) });
     const ready = deferred<void>();
     const exited = deferred<number>();
     const slot: Slot = {
@@ -163,7 +180,9 @@ export class Primary {
         break;
       case "wws:health":
         if (slot.backendUp !== msg.backendUp) {
-          this.log.warn(msg.backendUp ? "backend is back" : "backend is down", { worker: worker.id });
+          this.log.warn(msg.backendUp ? "backend is back" : "backend is down", {
+            worker: worker.id,
+          });
         }
         slot.backendUp = msg.backendUp;
         break;
@@ -183,7 +202,13 @@ export class Primary {
     const lived = Date.now() - slot.startedAt;
     this.crashes = lived > 30_000 ? 0 : this.crashes + 1;
     const delay = this.crashes <= 1 ? 0 : Math.min(100 * 2 ** this.crashes, 10_000);
-    this.log.warn("worker died, replacing it", { worker: worker.id, pid: worker.process.pid, code, signal, delayMs: delay });
+    this.log.warn("worker died, replacing it", {
+      worker: worker.id,
+      pid: worker.process.pid,
+      code,
+      signal,
+      delayMs: delay,
+    });
     setTimeout(() => {
       if (this.stopping) return;
       const fresh = this.fork();
@@ -255,9 +280,14 @@ export class Primary {
       hardStop.unref();
       this.server.close();
       // In Redis mode other nodes keep serving: give moving clients a grace period.
-      const graceMs = this.config.adapter === "redis" ? Math.min(RELOAD_GRACE_MS, this.config.shutdownTimeout * 500) : 0;
+      const graceMs =
+        this.config.adapter === "redis"
+          ? Math.min(RELOAD_GRACE_MS, this.config.shutdownTimeout * 500)
+          : 0;
       await Promise.allSettled(
-        [...this.slots.values()].map((slot) => this.drainSlot(slot, "server shutting down", graceMs)),
+        [...this.slots.values()].map((slot) =>
+          this.drainSlot(slot, "server shutting down", graceMs),
+        ),
       );
       this.control?.close();
       this.health.close();
@@ -353,7 +383,10 @@ export class Primary {
       if (req.method === "GET" && req.url === "/config") {
         reply(200, this.config);
       } else if (req.method === "GET" && req.url === "/status") {
-        this.status().then((s) => reply(200, s), (err) => reply(500, { error: String(err) }));
+        this.status().then(
+          (s) => reply(200, s),
+          (err) => reply(500, { error: String(err) }),
+        );
       } else if (req.method === "POST" && req.url === "/reload") {
         this.reload().then(
           () => this.status().then((s) => reply(200, s)),

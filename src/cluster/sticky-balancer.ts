@@ -1,6 +1,6 @@
+import type { Worker } from "node:cluster";
 import type { Server as HttpServer } from "node:http";
 import type net from "node:net";
-import type { Worker } from "node:cluster";
 import type { PrimaryToWorker } from "./ipc-messages.js";
 import { workerIdOfRequest } from "./session-id.js";
 

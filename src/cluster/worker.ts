@@ -8,7 +8,7 @@ import { ClusterBackend } from "../backend/cluster-backend.js";
 import { type ChatIo, ChatServer } from "../chat/chat-server.js";
 import type { Config } from "../config/config.js";
 import { staticFiles } from "../http/static-files.js";
-import { createLogger } from "../log/logger.js";
+import { createLogger, type Logger } from "../log/logger.js";
 import type { PrimaryToWorker, WorkerToPrimary } from "./ipc-messages.js";
 import { isOurs } from "./ipc-messages.js";
 import { newSessionId } from "./session-id.js";
@@ -83,7 +83,9 @@ export function runWorker(): void {
         backend?.presence
           .removeOwner(msg.owner)
           .then((users) => chat?.announceOffline(users))
-          .catch((err: unknown) => log.error("reap failed", { owner: msg.owner, err: String(err) }));
+          .catch((err: unknown) =>
+            log.error("reap failed", { owner: msg.owner, err: String(err) }),
+          );
         break;
       case "wws:stats-request": {
         const mem = process.memoryUsage();
@@ -94,7 +96,8 @@ export function runWorker(): void {
           heapUsedBytes: mem.heapUsed,
         };
         backend?.presence.stats().then(
-          (presence) => send({ type: "wws:stats-reply", id: msg.id, stats: { ...stats, presence } }),
+          (presence) =>
+            send({ type: "wws:stats-reply", id: msg.id, stats: { ...stats, presence } }),
           () => send({ type: "wws:stats-reply", id: msg.id, stats }),
         );
         break;
@@ -104,6 +107,8 @@ export function runWorker(): void {
   // The primary is this worker's lifeline: without it nobody routes or reaps.
   process.on("disconnect", () => void stop("server stopping", 0));
   process.on("SIGTERM", () => void stop("server stopping", 3000));
+  // The service never crashes on input: a stray rejection is logged, not fatal.
+  process.on("unhandledRejection", (err) => log.error("unhandled rejection", { err: String(err) }));
   process.on("SIGINT", () => {
     // Ctrl-C reaches the whole process group; the primary coordinates the stop.
   });
@@ -114,12 +119,15 @@ export function runWorker(): void {
     cors: { origin: "*" },
   });
   io.engine.generateId = () => newSessionId(workerId);
-  io.engine.on("headers", (headers: Record<string, string>, req: { headers: { upgrade?: string } }) => {
-    if (!req.headers.upgrade) headers.Connection = "close";
-  });
+  io.engine.on(
+    "headers",
+    (headers: Record<string, string>, req: { headers: { upgrade?: string } }) => {
+      if (!req.headers.upgrade) headers.Connection = "close";
+    },
+  );
 
   (async () => {
-    backend = await createBackend(config);
+    backend = await createBackend(config, owner, logger);
     backend.attach(io);
     chat = new ChatServer({
       io,
@@ -144,10 +152,10 @@ export function runWorker(): void {
   });
 }
 
-async function createBackend(config: Config): Promise<Backend> {
+async function createBackend(config: Config, owner: string, logger: Logger): Promise<Backend> {
   if (config.adapter === "redis") {
     const { RedisBackend } = await import("../backend/redis-backend.js");
-    return RedisBackend.connect(config);
+    return RedisBackend.connect(config, owner, logger);
   }
   return new ClusterBackend();
 }

@@ -156,10 +156,13 @@ export function parseConfig(raw: Record<string, unknown>): Config {
   }
   const config = out as unknown as Config;
   if (config.adapter === "redis" && !/^rediss?:\/\//.test(config.redisUrl)) {
-    throw new ConfigError("redisUrl", `expected redis://host:port, got ${JSON.stringify(config.redisUrl)}`);
+    throw new ConfigError(
+      "redisUrl",
+      `expected redis://host:port, got ${JSON.stringify(config.redisUrl)}`,
+    );
   }
   if (config.daemon && !config.logFile) {
-    config.logFile = path.join(path.dirname(config.pidFile), "weigot-ws.log");
+    config.logFile = `${config.pidFile.replace(/\.pid$/, "")}.log`;
   }
   return config;
 }

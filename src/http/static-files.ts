@@ -4,7 +4,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** The browser page and its assets, shipped in the package's public/ folder. */
-export const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../public");
+export const PUBLIC_DIR = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "../../public",
+);
 
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",

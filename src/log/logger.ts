@@ -13,7 +13,8 @@ export function createLogger(
 ): Logger {
   const toFile = config.logFile !== "";
   const json =
-    config.logFormat === "json" || (config.logFormat === "auto" && (toFile || !process.stdout.isTTY));
+    config.logFormat === "json" ||
+    (config.logFormat === "auto" && (toFile || !process.stdout.isTTY));
   const format = json
     ? winston.format.combine(winston.format.timestamp(), winston.format.json())
     : winston.format.combine(
@@ -30,5 +31,10 @@ export function createLogger(
   const transport = toFile
     ? new winston.transports.File({ filename: config.logFile })
     : new winston.transports.Console();
-  return winston.createLogger({ level: config.logLevel, format, defaultMeta: meta, transports: [transport] });
+  return winston.createLogger({
+    level: config.logLevel,
+    format,
+    defaultMeta: meta,
+    transports: [transport],
+  });
 }

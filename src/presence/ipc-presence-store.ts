@@ -1,7 +1,12 @@
 import type { UserInfo } from "../chat/protocol.js";
 import type { PrimaryToWorker, WorkerToPrimary } from "../cluster/ipc-messages.js";
 import { isOurs } from "../cluster/ipc-messages.js";
-import type { JoinResult, LeaveResult, PresenceConnection, PresenceStore } from "./presence-store.js";
+import type {
+  JoinResult,
+  LeaveResult,
+  PresenceConnection,
+  PresenceStore,
+} from "./presence-store.js";
 
 type Pending = { resolve: (value: unknown) => void; reject: (err: Error) => void };
 
@@ -75,7 +80,9 @@ export function servePresence(
     reply({ type: "wws:presence-reply", id: msg.id, error: `unknown method ${msg.method}` });
     return;
   }
-  const fn = (store as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[msg.method];
+  const fn = (store as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[
+    msg.method
+  ];
   fn.apply(store, msg.args).then(
     (result) => reply({ type: "wws:presence-reply", id: msg.id, result }),
     (err: unknown) => reply({ type: "wws:presence-reply", id: msg.id, error: String(err) }),

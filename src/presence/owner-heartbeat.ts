@@ -77,7 +77,11 @@ export class OwnerHeartbeat implements Heartbeat {
       this.options.onResync?.(conns.length);
       return false;
     } catch (err) {
-      this.options.onError?.(err);
+      try {
+        this.options.onError?.(err);
+      } catch {
+        // A throwing listener must not become an unhandled rejection of a timer's beat.
+      }
       return false;
     }
   }

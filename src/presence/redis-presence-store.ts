@@ -104,7 +104,9 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   async list(room: string): Promise<UserInfo[]> {
-    return this.evalUsers(scripts.LIST, [room]);
+    // One native command: the scripts keep this sorted set of list entries up to date.
+    const infos = (await this.send(["ZRANGE", `${this.base}:list:${room}`, "0", "-1"])) as string[];
+    return JSON.parse(`[${infos.join(",")}]`) as UserInfo[];
   }
 
   async find(room: string, userIdOrFd: string): Promise<UserInfo | undefined> {
@@ -134,10 +136,15 @@ export class RedisPresenceStore implements PresenceStore {
    */
   async reapExpired(): Promise<UserInfo[]> {
     const owners = (await this.eval(scripts.EXPIRED_OWNERS, [])) as string[];
-    const lists = await Promise.all(
+    const results = await Promise.allSettled(
       owners.map((owner) => this.evalUsers(scripts.REMOVE_OWNER, [owner, "1"])),
     );
-    return lists.flat();
+    // Users already removed must reach the caller (nobody else will announce them); an owner whose
+    // removal failed is still expired and is retried by the next call.
+    const offline = results.flatMap((r) => (r.status === "fulfilled" ? r.value : []));
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed && offline.length === 0) throw failed.reason;
+    return offline;
   }
 
   /**
@@ -214,8 +221,12 @@ export class RedisPresenceStore implements PresenceStore {
 
   /** Runs a script. Sends synchronously (call order = execution order on the connection). */
   private eval(script: string, args: string[]): Promise<unknown> {
+    return this.send(["EVAL", script, "0", this.base, ...args]);
+  }
+
+  private send(args: string[]): Promise<unknown> {
     if (this.closing) return Promise.reject(new Error("RedisPresenceStore is closed"));
-    return this.client.sendCommand(["EVAL", script, "0", this.base, ...args]);
+    return this.client.sendCommand(args);
   }
 
   private async evalUsers(script: string, args: string[]): Promise<UserInfo[]> {

@@ -1,8 +1,8 @@
 import { writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { type Config, parseConfig } from "../../config/config.js";
 import { livePid } from "../../cluster/pid-file.js";
+import { type Config, parseConfig } from "../../config/config.js";
 import { callControl } from "../control-client.js";
 import { daemonize } from "../daemonize.js";
 import { stop } from "./stop.js";
@@ -15,7 +15,9 @@ export async function restart(raw: Record<string, unknown>, argv: string[]): Pro
   let config: Config = parseConfig(raw);
   let flags = argv;
   if (livePid(config.pidFile) !== undefined) {
-    const running = await callControl<Config>(config.pidFile, "GET", "/config", 5000).catch(() => undefined);
+    const running = await callControl<Config>(config.pidFile, "GET", "/config", 5000).catch(
+      () => undefined,
+    );
     if (running) {
       const file = path.join(os.tmpdir(), `weigot-ws-restart-${process.pid}.json`);
       writeFileSync(file, JSON.stringify({ ...running, daemon: false }), { mode: 0o600 });
@@ -25,5 +27,11 @@ export async function restart(raw: Record<string, unknown>, argv: string[]): Pro
     const code = await stop(config.pidFile, config.shutdownTimeout);
     if (code !== 0) return code;
   }
-  return daemonize({ ...config, logFile: config.logFile || path.join(path.dirname(config.pidFile), "weigot-ws.log") }, flags);
+  return daemonize(
+    {
+      ...config,
+      logFile: config.logFile || path.join(path.dirname(config.pidFile), "weigot-ws.log"),
+    },
+    flags,
+  );
 }

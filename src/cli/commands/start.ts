@@ -1,6 +1,6 @@
-import { type Config, parseConfig } from "../../config/config.js";
-import { AlreadyRunningError, Primary } from "../../cluster/primary.js";
 import { livePid } from "../../cluster/pid-file.js";
+import { AlreadyRunningError, Primary } from "../../cluster/primary.js";
+import { type Config, parseConfig } from "../../config/config.js";
 import { daemonize } from "../daemonize.js";
 
 /** `start`: foreground by default (supervisor, docker, systemd); `--daemon` detaches. */
@@ -8,7 +8,9 @@ export async function start(raw: Record<string, unknown>, argv: string[]): Promi
   const config: Config = parseConfig(raw);
   const running = livePid(config.pidFile);
   if (running !== undefined) {
-    process.stderr.write(`weigot-ws is already running (pid ${running}, pid file ${config.pidFile})\n`);
+    process.stderr.write(
+      `weigot-ws is already running (pid ${running}, pid file ${config.pidFile})\n`,
+    );
     return 1;
   }
   if (config.daemon) return daemonize(config, argv);
@@ -17,7 +19,8 @@ export async function start(raw: Record<string, unknown>, argv: string[]): Promi
     await primary.start();
   } catch (err) {
     process.stderr.write(`weigot-ws: ${err instanceof Error ? err.message : String(err)}\n`);
-    if (!(err instanceof AlreadyRunningError)) await primary.stop("failed to start").catch(() => {});
+    if (!(err instanceof AlreadyRunningError))
+      await primary.stop("failed to start").catch(() => {});
     return 1;
   }
   // Keeps running until a signal stops the primary (which exits the process itself).

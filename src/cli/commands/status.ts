@@ -1,5 +1,5 @@
-import type { Status } from "../../cluster/primary.js";
 import { livePid } from "../../cluster/pid-file.js";
+import type { Status } from "../../cluster/primary.js";
 import { callControl } from "../control-client.js";
 
 /** LSB: "program is not running". */

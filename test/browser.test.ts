@@ -1,0 +1,347 @@
+/**
+ * The browser chat page (public/) against the real service (2 workers), in Debian's Chromium
+ * driven by playwright-core. Never downloads a browser: /usr/bin/chromium must exist.
+ */
+import assert from "node:assert/strict";
+import { mkdir } from "node:fs/promises";
+import { after, afterEach, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  type Browser,
+  type BrowserContext,
+  chromium,
+  type Locator,
+  type Page,
+} from "playwright-core";
+import { startService } from "./support/service.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-component-update",
+  "--disable-sync",
+];
+/** Longest wait for any state change the page should show. */
+const WAIT_MS = 10_000;
+/** Leaving may be reported after a short grace period. */
+const LEAVE_WAIT_MS = 20_000;
+/** The service's text limit in this suite, so the error case needs no huge message. */
+const MAX_MESSAGE_LENGTH = 200;
+const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
+/** A 1×1 red PNG. */
+const PNG_DATA_URL =
+  "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+const XSS = "<img src=x onerror=alert(1)>";
+
+type Service = Awaited<ReturnType<typeof startService>>;
+
+interface ChatPage {
+  page: Page;
+  username: string;
+  /** The userId the service gave this page (from its own entry in the online list). */
+  userId: string;
+  /** Uncaught page errors and dialogs (alert/confirm/prompt) seen so far. */
+  problems: string[];
+}
+
+let service: Service;
+let browser: Browser;
+let contexts: BrowserContext[] = [];
+let roomSeq = 0;
+
+function uniqueRoom(): string {
+  roomSeq += 1;
+  return `room${roomSeq}-${process.pid}`;
+}
+
+/** Polls `check` until it returns true, failing with `what` after the deadline. */
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = WAIT_MS) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function byTestId(page: Page, id: string): Locator {
+  return page.locator(`[data-testid="${id}"]`);
+}
+
+function userItem(page: Page, userId: string): Locator {
+  return page.locator(`[data-testid="user-item"][data-user-id="${userId}"]`);
+}
+
+function messageItems(page: Page): Locator {
+  return page.locator('[data-testid="message-item"]');
+}
+
+/** The message carrying exactly this text (waits for it). */
+async function waitForMessage(page: Page, text: string, timeout = WAIT_MS): Promise<Locator> {
+  const item = messageItems(page).filter({
+    has: page.locator(".body", { hasText: new RegExp(`^${escapeRegExp(text)}$`) }),
+  });
+  await item.first().waitFor({ timeout });
+  return item;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+async function connState(page: Page): Promise<string> {
+  return (await byTestId(page, "conn-state").textContent()) ?? "";
+}
+
+async function waitForConnState(page: Page, wanted: string) {
+  await waitUntil(`conn-state "${wanted}"`, async () => (await connState(page)) === wanted);
+}
+
+async function openPage(viewport = { width: 1000, height: 700 }): Promise<{
+  page: Page;
+  problems: string[];
+}> {
+  const context = await browser.newContext({ viewport });
+  contexts.push(context);
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  page.on("dialog", (dialog) => {
+    problems.push(`dialog ${dialog.type()}: ${dialog.message()}`);
+    void dialog.dismiss();
+  });
+  await page.goto(service.url);
+  return { page, problems };
+}
+
+/** Opens the page, joins `room` as `username` and waits until the page shows itself online. */
+async function joinChat(
+  username: string,
+  room: string,
+  viewport?: { width: number; height: number },
+): Promise<ChatPage> {
+  const { page, problems } = await openPage(viewport);
+  assert.equal(await connState(page), "disconnected");
+  await byTestId(page, "join-username").fill(username);
+  await byTestId(page, "join-room").fill(room);
+  await byTestId(page, "join-submit").click();
+  await waitForConnState(page, "connected");
+  const self = page.locator('[data-testid="user-item"][data-self="true"]');
+  await self.waitFor({ timeout: WAIT_MS });
+  const userId = await self.getAttribute("data-user-id");
+  assert.ok(userId, "the own user-item has a data-user-id");
+  assert.equal(await byTestId(page, "error-banner").isVisible(), false);
+  return { page, username, userId, problems };
+}
+
+async function send(chat: ChatPage, text: string) {
+  await byTestId(chat.page, "composer-input").fill(text);
+  await byTestId(chat.page, "composer-send").click();
+}
+
+async function userIds(page: Page): Promise<string[]> {
+  const ids = await page
+    .locator('[data-testid="user-item"]')
+    .evaluateAll((items) => items.map((item) => item.getAttribute("data-user-id") ?? ""));
+  return ids.sort();
+}
+
+describe("browser chat page", { timeout: 120_000 }, () => {
+  before(async () => {
+    service = await startService([], {
+      WEIGOT_WS_MAX_MESSAGE_LENGTH: String(MAX_MESSAGE_LENGTH),
+    });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    await mkdir(ARTIFACTS, { recursive: true });
+  });
+
+  afterEach(async () => {
+    await Promise.all(contexts.map((context) => context.close()));
+    contexts = [];
+  });
+
+  after(async () => {
+    await browser?.close();
+    await service?.stop();
+  });
+
+  it("two users in a room see each other, chat, type and leave; another room sees nothing", async () => {
+    const room = uniqueRoom();
+    const other = await joinChat("carol", uniqueRoom());
+    const alice = await joinChat("alice", room);
+    const bob = await joinChat("bob", room);
+
+    // Joins: alice sees bob arrive (202); bob's list (201) holds both, once each.
+    await userItem(alice.page, bob.userId).waitFor({ timeout: WAIT_MS });
+    await alice.page
+      .locator('[data-testid="system-item"]', { hasText: "bob" })
+      .waitFor({ timeout: WAIT_MS });
+    assert.deepEqual(await userIds(alice.page), [alice.userId, bob.userId].sort());
+    assert.deepEqual(await userIds(bob.page), [alice.userId, bob.userId].sort());
+    assert.match((await byTestId(bob.page, "private-target").textContent()) ?? "", /everyone/);
+
+    // Chat both ways, with the sender's name and time.
+    await send(alice, "hello from alice");
+    const atBob = await waitForMessage(bob.page, "hello from alice");
+    assert.equal(await atBob.getAttribute("data-from"), alice.userId);
+    assert.equal(await atBob.getAttribute("data-type"), "text");
+    assert.equal(await atBob.getAttribute("data-private"), "false");
+    assert.match((await atBob.locator(".sender").textContent()) ?? "", /alice/);
+    assert.match((await atBob.locator("time").textContent()) ?? "", /\d{1,2}:\d{2}/);
+    const ownCopy = await waitForMessage(alice.page, "hello from alice");
+    assert.equal(await ownCopy.count(), 1, "the sender sees its message once");
+    assert.equal(await byTestId(alice.page, "composer-input").inputValue(), "");
+
+    await send(bob, "hi alice, bob here");
+    const atAlice = await waitForMessage(alice.page, "hi alice, bob here");
+    assert.equal(await atAlice.getAttribute("data-from"), bob.userId);
+
+    // Typing: bob types, alice sees it, and it goes away by itself when bob stops.
+    const typing = byTestId(alice.page, "typing-indicator");
+    assert.equal(await typing.isVisible(), false);
+    await byTestId(bob.page, "composer-input").pressSequentially("still typ", { delay: 20 });
+    await typing.filter({ hasText: "bob" }).waitFor({ state: "visible", timeout: WAIT_MS });
+    await typing.waitFor({ state: "hidden", timeout: WAIT_MS });
+    await byTestId(bob.page, "composer-input").fill("");
+
+    await mkdir(ARTIFACTS, { recursive: true });
+    await alice.page.screenshot({ path: `${ARTIFACTS}chat.png` });
+
+    // Another room sees none of it.
+    assert.deepEqual(await userIds(other.page), [other.userId]);
+    assert.equal(await messageItems(other.page).count(), 0);
+    assert.equal(await other.page.locator('[data-testid="system-item"]').count(), 0);
+    assert.equal(await byTestId(other.page, "typing-indicator").isVisible(), false);
+
+    // Bob leaves: alice's list drops him, bob's page says disconnected and shows the form again.
+    await byTestId(bob.page, "leave").click();
+    await waitForConnState(bob.page, "disconnected");
+    await byTestId(bob.page, "join-form").waitFor({ state: "visible", timeout: WAIT_MS });
+    await userItem(alice.page, bob.userId).waitFor({ state: "detached", timeout: LEAVE_WAIT_MS });
+    assert.deepEqual(await userIds(alice.page), [alice.userId]);
+    assert.equal(await connState(alice.page), "connected");
+
+    assert.equal(await messageItems(other.page).count(), 0);
+    for (const chat of [alice, bob, other]) assert.deepEqual(chat.problems, []);
+  });
+
+  it("renders markup in a message as text: no element, no script", async () => {
+    const room = uniqueRoom();
+    const alice = await joinChat("alice", room);
+    const bob = await joinChat("bob", room);
+    await userItem(alice.page, bob.userId).waitFor({ timeout: WAIT_MS });
+
+    await send(alice, XSS);
+    for (const chat of [bob, alice]) {
+      const item = await waitForMessage(chat.page, XSS);
+      assert.equal(await item.locator(".body").textContent(), XSS);
+      assert.equal(await item.locator("img").count(), 0);
+      assert.equal(await chat.page.locator('[data-testid="messages"] img').count(), 0);
+    }
+    // A later message has arrived, so an onerror handler would have had its chance.
+    await send(bob, "after the markup");
+    await waitForMessage(alice.page, "after the markup");
+    for (const chat of [alice, bob]) assert.deepEqual(chat.problems, []);
+  });
+
+  it("sends an image that loads, and refuses unsafe image URLs", async () => {
+    const room = uniqueRoom();
+    const alice = await joinChat("alice", room);
+    const bob = await joinChat("bob", room);
+    await userItem(alice.page, bob.userId).waitFor({ timeout: WAIT_MS });
+
+    await byTestId(alice.page, "image-url-input").fill(PNG_DATA_URL);
+    await byTestId(alice.page, "image-url-send").click();
+    for (const chat of [bob, alice]) {
+      const item = chat.page.locator('[data-testid="message-item"][data-type="img"]');
+      await item.first().waitFor({ timeout: WAIT_MS });
+      assert.equal(await item.count(), 1);
+      assert.equal(await item.getAttribute("data-from"), alice.userId);
+      const img = item.locator("img");
+      assert.equal(await img.getAttribute("src"), PNG_DATA_URL);
+      await waitUntil("the image to load", () =>
+        img.evaluate((node: HTMLImageElement) => node.complete && node.naturalWidth === 1),
+      );
+    }
+
+    // A javascript: URL is refused in the page, with an error, and never sent.
+    await byTestId(alice.page, "image-url-input").fill("javascript:alert(1)");
+    await byTestId(alice.page, "image-url-send").click();
+    await byTestId(alice.page, "error-banner").waitFor({ state: "visible", timeout: WAIT_MS });
+    await send(alice, "marker after the refused image");
+    await waitForMessage(bob.page, "marker after the refused image");
+    assert.equal(await messageItems(bob.page).count(), 2);
+    for (const chat of [alice, bob]) assert.deepEqual(chat.problems, []);
+  });
+
+  it("sends private messages to a user picked in the list, then back to the room", async () => {
+    const room = uniqueRoom();
+    const alice = await joinChat("alice", room);
+    const bob = await joinChat("bob", room);
+    const dave = await joinChat("dave", room);
+    await userItem(alice.page, dave.userId).waitFor({ timeout: WAIT_MS });
+    await userItem(alice.page, bob.userId).waitFor({ timeout: WAIT_MS });
+
+    await userItem(alice.page, bob.userId).click();
+    const target = byTestId(alice.page, "private-target");
+    assert.equal(await target.getAttribute("data-private"), "true");
+    assert.equal(await target.getAttribute("data-user-id"), bob.userId);
+    assert.match((await target.textContent()) ?? "", /bob/);
+
+    await send(alice, "psst, only for bob");
+    const atBob = await waitForMessage(bob.page, "psst, only for bob");
+    assert.equal(await atBob.getAttribute("data-private"), "true");
+    assert.equal(await atBob.getAttribute("data-from"), alice.userId);
+    assert.match((await atBob.textContent()) ?? "", /private/i);
+    const ownCopy = await waitForMessage(alice.page, "psst, only for bob");
+    assert.equal(await ownCopy.getAttribute("data-private"), "true");
+
+    await byTestId(alice.page, "private-cancel").click();
+    assert.equal(await target.getAttribute("data-private"), "false");
+    await send(alice, "hello everyone");
+    const atDave = await waitForMessage(dave.page, "hello everyone");
+    assert.equal(await atDave.getAttribute("data-private"), "false");
+    await waitForMessage(bob.page, "hello everyone");
+    assert.equal(await messageItems(dave.page).count(), 1, "dave never saw the private message");
+    for (const chat of [alice, bob, dave]) assert.deepEqual(chat.problems, []);
+  });
+
+  it("shows a refused message as an error and delivers nothing", async () => {
+    const room = uniqueRoom();
+    const alice = await joinChat("alice", room);
+    const bob = await joinChat("bob", room);
+    await userItem(alice.page, bob.userId).waitFor({ timeout: WAIT_MS });
+
+    await send(alice, "x".repeat(MAX_MESSAGE_LENGTH + 50));
+    const banner = byTestId(alice.page, "error-banner");
+    await banner.waitFor({ state: "visible", timeout: WAIT_MS });
+    // Refused by the page (it knows the limit from config.json) or by the service.
+    const code = await banner.getAttribute("data-code");
+    const text = (await banner.textContent()) ?? "";
+    assert.ok(code === "E_MESSAGE_TOO_LONG" || /too long/i.test(text), `error shown: ${text}`);
+    await send(alice, "a short one");
+    await waitForMessage(bob.page, "a short one");
+    assert.equal(await messageItems(bob.page).count(), 1);
+    assert.equal(await connState(alice.page), "connected");
+  });
+
+  it("fits a phone screen", async () => {
+    const chat = await joinChat("pat", uniqueRoom(), { width: 375, height: 700 });
+    await send(chat, "hello from a phone");
+    await waitForMessage(chat.page, "hello from a phone");
+    const overflow = await chat.page.evaluate(
+      () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    );
+    assert.ok(overflow <= 0, `no horizontal scrolling (overflow ${overflow}px)`);
+    for (const id of ["composer-input", "composer-send", "user-list", "conn-state"]) {
+      assert.ok(await byTestId(chat.page, id).isVisible(), `${id} is visible`);
+    }
+    await chat.page.screenshot({ path: `${ARTIFACTS}chat-phone.png` });
+    assert.deepEqual(chat.problems, []);
+  });
+});

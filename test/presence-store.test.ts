@@ -1,0 +1,517 @@
+/**
+ * One suite for every PresenceStore (presenceSuite), run against the memory store and the Redis
+ * store, plus the Redis store's own features (liveness, reaping, resync, prefixes).
+ * Needs /usr/bin/redis-server: a private server is started for this file.
+ */
+import assert from "node:assert/strict";
+import { after, afterEach, before, beforeEach, describe, it } from "node:test";
+import { createClient } from "redis";
+import type { UserInfo } from "../src/chat/protocol.js";
+import { MemoryPresenceStore } from "../src/presence/memory-presence-store.js";
+import type { PresenceConnection, PresenceStore } from "../src/presence/presence-store.js";
+import {
+  RedisPresenceStore,
+  type RedisPresenceStoreOptions,
+} from "../src/presence/redis-presence-store.js";
+import { type RedisServer, startRedisServer } from "./support/redis-server.js";
+
+/**
+ * Makes a store for one test. Without `shareWith`: a fresh, empty store. With it: another handle
+ * on the same data, as a second node would have one (the memory store returns the same instance).
+ */
+type MakeStore = (shareWith?: PresenceStore) => Promise<PresenceStore>;
+
+const ROOM = "lobby";
+
+function conn(
+  fd: string,
+  userId: string,
+  options: { room?: string; owner?: string; admin?: boolean } = {},
+): PresenceConnection {
+  const c: PresenceConnection = {
+    fd,
+    userId,
+    username: `name of ${userId}`,
+    room: options.room ?? ROOM,
+    owner: options.owner ?? "n1/1",
+  };
+  if (options.admin !== undefined) c.admin = options.admin;
+  return c;
+}
+
+/** What list()/find() should answer for a connection. */
+function info(c: PresenceConnection): UserInfo {
+  const user: UserInfo = { fd: c.fd, userId: c.userId, username: c.username, room: c.room };
+  if (c.admin) user.admin = true;
+  return user;
+}
+
+const byFd = (a: UserInfo, b: UserInfo) => `${a.room}/${a.fd}`.localeCompare(`${b.room}/${b.fd}`);
+const sorted = (users: UserInfo[]) => [...users].sort(byFd);
+
+/** A small seeded PRNG, so a failing random order can be replayed (the seed is printed). */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function shuffle<T>(items: T[], rand: () => number): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Polls `probe` until it returns something other than undefined; fails after the deadline. */
+async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 5_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+export function presenceSuite(name: string, makeStore: MakeStore): void {
+  describe(`PresenceStore: ${name}`, () => {
+    const open: PresenceStore[] = [];
+    let store: PresenceStore;
+    const make: MakeStore = async (shareWith) => {
+      const s = await makeStore(shareWith);
+      open.push(s);
+      return s;
+    };
+
+    beforeEach(async () => {
+      store = await make();
+    });
+    afterEach(async () => {
+      await Promise.all(open.splice(0).map((s) => s.close()));
+    });
+
+    it("join is first once per user and room; leave is last once", async () => {
+      const a1 = conn("a1", "u1");
+      const a2 = conn("a2", "u1");
+      assert.deepEqual(await store.join(a1), { first: true });
+      assert.deepEqual(await store.join(a2), { first: false });
+      assert.deepEqual(await store.list(ROOM), [info(a1)]);
+      assert.deepEqual(await store.leave("a1"), { user: info(a1), last: false });
+      assert.deepEqual(await store.list(ROOM), [info(a2)]);
+      assert.deepEqual(await store.leave("a2"), { user: info(a2), last: true });
+      assert.deepEqual(await store.list(ROOM), []);
+      assert.deepEqual(await store.leave("a2"), { last: false });
+      assert.deepEqual(await store.stats(), { connections: 0, users: 0 });
+    });
+
+    it("joining a known fd again changes nothing", async () => {
+      assert.equal((await store.join(conn("a1", "u1"))).first, true);
+      assert.equal((await store.join(conn("a1", "u1"))).first, false);
+      assert.deepEqual(await store.stats(), { connections: 1, users: 1 });
+      assert.equal((await store.leave("a1")).last, true);
+    });
+
+    it("lists one entry per user, oldest user first, showing their oldest connection", async () => {
+      const [a1, b1, a2, c1, b2] = [
+        conn("a1", "u1"),
+        conn("b1", "u2"),
+        conn("a2", "u1"),
+        conn("c1", "u3"),
+        conn("b2", "u2"),
+      ];
+      for (const c of [a1, b1, a2, c1]) await store.join(c);
+      assert.deepEqual(await store.list(ROOM), [info(a1), info(b1), info(c1)]);
+      // u1 keeps its place; its entry now shows its next-oldest connection.
+      await store.leave("a1");
+      assert.deepEqual(await store.list(ROOM), [info(a2), info(b1), info(c1)]);
+      // u2 goes offline and comes back: now the newest user.
+      await store.leave("b1");
+      await store.join(b2);
+      assert.deepEqual(await store.list(ROOM), [info(a2), info(c1), info(b2)]);
+      assert.deepEqual(await store.list("empty room"), []);
+    });
+
+    it("finds a user by userId or by the fd of any of their connections", async () => {
+      const [a1, a2, b1] = [conn("a1", "u1"), conn("a2", "u1"), conn("b1", "u2")];
+      for (const c of [a1, a2, b1]) await store.join(c);
+      assert.deepEqual(await store.find(ROOM, "u1"), info(a1));
+      assert.deepEqual(await store.find(ROOM, "a2"), info(a1));
+      assert.deepEqual(await store.find(ROOM, "b1"), info(b1));
+      assert.equal(await store.find(ROOM, "nobody"), undefined);
+      assert.equal(await store.find("elsewhere", "u1"), undefined);
+      assert.equal(await store.find("elsewhere", "a1"), undefined);
+      await store.leave("a1");
+      assert.deepEqual(await store.find(ROOM, "u1"), info(a2));
+      assert.equal(await store.find(ROOM, "a1"), undefined);
+    });
+
+    it("keeps rooms apart", async () => {
+      const x1 = conn("x1", "u1", { room: "r1" });
+      const x2 = conn("x2", "u1", { room: "r2" });
+      const y2 = conn("y2", "u2", { room: "r2" });
+      assert.equal((await store.join(x1)).first, true);
+      assert.equal((await store.join(x2)).first, true);
+      assert.equal((await store.join(y2)).first, true);
+      assert.deepEqual(await store.list("r1"), [info(x1)]);
+      assert.deepEqual(await store.list("r2"), [info(x2), info(y2)]);
+      assert.deepEqual(await store.stats(), { connections: 3, users: 3 });
+      assert.equal((await store.leave("x1")).last, true);
+      assert.equal(await store.find("r1", "u1"), undefined);
+      assert.deepEqual(await store.find("r2", "u1"), info(x2));
+    });
+
+    it("keeps usernames with any characters and the admin flag, and never exposes the owner", async () => {
+      const admin = conn("f:1", "id:with:colons", { admin: true, room: "a:b" });
+      const plain = conn("f\n2", "ünï😀", { admin: false, room: "a" });
+      await store.join(admin);
+      await store.join(plain);
+      assert.deepEqual(await store.list("a:b"), [info(admin)]);
+      assert.deepEqual(await store.list("a"), [info(plain)]);
+      const [listed] = await store.list("a");
+      assert.equal("owner" in listed, false);
+      assert.equal("admin" in listed, false);
+      assert.equal((await store.list("a:b"))[0].admin, true);
+    });
+
+    it("removeOwner returns the users left without a connection, and only them", async () => {
+      const o1 = "n1/1";
+      const o2 = "n2/1";
+      const a1 = conn("a1", "u1", { owner: o1 });
+      const a3 = conn("a3", "u1", { owner: o1, room: "r2" });
+      const b1 = conn("b1", "u2", { owner: o1 });
+      const b2 = conn("b2", "u2", { owner: o2 });
+      const c1 = conn("c1", "u3", { owner: o2 });
+      for (const c of [a1, a3, b1, b2, c1]) await store.join(c);
+      assert.deepEqual(sorted(await store.removeOwner(o1)), sorted([info(a1), info(a3)]));
+      assert.deepEqual(await store.list(ROOM), [info(b2), info(c1)]);
+      assert.deepEqual(await store.list("r2"), []);
+      assert.deepEqual(await store.removeOwner(o1), []);
+      assert.deepEqual(await store.removeOwner("never/seen"), []);
+      assert.deepEqual(await store.stats(), { connections: 2, users: 2 });
+    });
+
+    it("two tabs joining or leaving at the same moment on two nodes: one first, one last", async () => {
+      const other = await make(store);
+      for (let cycle = 0; cycle < 50; cycle++) {
+        const joins = await Promise.all([
+          store.join(conn(`a${cycle}`, "u1", { owner: "n1/1" })),
+          other.join(conn(`b${cycle}`, "u1", { owner: "n2/1" })),
+        ]);
+        assert.equal(joins.filter((r) => r.first).length, 1, `cycle ${cycle}: one first`);
+        assert.equal((await other.list(ROOM)).length, 1);
+        const leaves = await Promise.all([other.leave(`a${cycle}`), store.leave(`b${cycle}`)]);
+        assert.equal(leaves.filter((r) => r.last).length, 1, `cycle ${cycle}: one last`);
+        assert.deepEqual(await store.list(ROOM), []);
+      }
+    });
+
+    it("200 parallel joins then leaves of one user, random order, two nodes", async (t) => {
+      const seed = Date.now();
+      t.diagnostic(`seed ${seed}`);
+      const rand = random(seed);
+      const nodes = [store, await make(store)];
+      const pick = () => nodes[Math.floor(rand() * nodes.length)];
+      const fds = Array.from({ length: 200 }, (_, i) => `t${i}`);
+      for (let cycle = 0; cycle < 5; cycle++) {
+        const joins = await Promise.all(
+          shuffle(fds, rand).map((fd, i) =>
+            pick().join(conn(`${fd}.${cycle}`, "u1", { owner: `n${i % 2}/1` })),
+          ),
+        );
+        assert.equal(joins.filter((r) => r.first).length, 1, `cycle ${cycle}: one first`);
+        const listed = await pick().list(ROOM);
+        assert.equal(listed.length, 1);
+        assert.equal(listed[0].userId, "u1");
+        assert.deepEqual(await pick().stats(), { connections: 200, users: 1 });
+        const leaves = await Promise.all(
+          shuffle(fds, rand).map((fd) => pick().leave(`${fd}.${cycle}`)),
+        );
+        assert.equal(leaves.filter((r) => r.last).length, 1, `cycle ${cycle}: one last`);
+        assert.ok(leaves.every((r) => r.user?.userId === "u1"));
+        assert.deepEqual(await pick().list(ROOM), []);
+        assert.deepEqual(await pick().stats(), { connections: 0, users: 0 });
+      }
+    });
+
+    it("interleaved join→leave of 200 tabs of one user: as many firsts as lasts", async (t) => {
+      const seed = Date.now();
+      t.diagnostic(`seed ${seed}`);
+      const rand = random(seed);
+      const nodes = [store, await make(store)];
+      const pick = () => nodes[Math.floor(rand() * nodes.length)];
+      let firsts = 0;
+      let lasts = 0;
+      await Promise.all(
+        Array.from({ length: 200 }, async (_, i) => {
+          for (let n = Math.floor(rand() * 4); n > 0; n--) await tick();
+          if ((await pick().join(conn(`t${i}`, "u1"))).first) firsts++;
+          for (let n = Math.floor(rand() * 4); n > 0; n--) await tick();
+          if ((await pick().leave(`t${i}`)).last) lasts++;
+        }),
+      );
+      assert.ok(firsts >= 1);
+      assert.equal(lasts, firsts);
+      assert.deepEqual(await store.list(ROOM), []);
+      assert.deepEqual(await store.stats(), { connections: 0, users: 0 });
+    });
+
+    it("racing removeOwner callers get disjoint results that add up", async () => {
+      const racers = [store, await make(store), await make(store), await make(store)];
+      const onlyO1: UserInfo[] = [];
+      const joins: Promise<unknown>[] = [];
+      for (let i = 0; i < 300; i++) {
+        const c = conn(`a${i}`, `u${i}`, { owner: "n1/1" });
+        joins.push(store.join(c));
+        // Every third user also has a tab on another node: not offline.
+        if (i % 3 === 0) joins.push(store.join(conn(`b${i}`, `u${i}`, { owner: "n2/1" })));
+        else onlyO1.push(info(c));
+      }
+      await Promise.all(joins);
+      const results = await Promise.all(racers.map((s) => s.removeOwner("n1/1")));
+      const all = results.flat();
+      assert.equal(all.length, onlyO1.length, "each offline user returned exactly once");
+      assert.deepEqual(sorted(all), sorted(onlyO1));
+      assert.equal((await store.list(ROOM)).length, 100);
+    });
+
+    it("lists a room of 10,000 users correctly and quickly", async (t) => {
+      const expected: UserInfo[] = [];
+      for (let batch = 0; batch < 10; batch++) {
+        const joins: Promise<unknown>[] = [];
+        for (let i = batch * 1000; i < (batch + 1) * 1000; i++) {
+          const c = conn(`f${i}`, `user-${i}`);
+          expected.push(info(c));
+          joins.push(store.join(c));
+          if (i % 10 === 0) joins.push(store.join(conn(`g${i}`, `user-${i}`)));
+        }
+        await Promise.all(joins);
+      }
+      const started = performance.now();
+      const listed = await store.list(ROOM);
+      const ms = performance.now() - started;
+      t.diagnostic(`list of 10,000 users: ${ms.toFixed(1)} ms`);
+      assert.deepEqual(listed, expected);
+      // Generous bound: catches a round trip per user, not a slow machine.
+      assert.ok(ms < 1_000, `list took ${ms} ms`);
+      assert.deepEqual(await store.stats(), { connections: 11_000, users: 10_000 });
+    });
+
+    it("close() is idempotent", async () => {
+      await store.close();
+      await store.close();
+    });
+  });
+}
+
+let redis: RedisServer;
+before(async () => {
+  redis = await startRedisServer();
+});
+after(async () => {
+  await redis?.stop();
+});
+
+presenceSuite("MemoryPresenceStore", async (shareWith) => shareWith ?? new MemoryPresenceStore());
+
+// Every Redis store gets its own client (a node of its own); each test its own key prefix.
+{
+  let tests = 0;
+  const prefixes = new WeakMap<PresenceStore, string>();
+  presenceSuite("RedisPresenceStore", async (shareWith) => {
+    const prefix = (shareWith && prefixes.get(shareWith)) ?? `suite-${++tests}`;
+    const store = new RedisPresenceStore({ client: redis.url, prefix, nodeId: "test" });
+    prefixes.set(store, prefix);
+    return store;
+  });
+}
+
+describe("RedisPresenceStore", () => {
+  const stores: RedisPresenceStore[] = [];
+  const clients: { isOpen: boolean; close(): Promise<void> }[] = [];
+  let tests = 0;
+  let prefix: string;
+
+  const makeStore = (options: Partial<RedisPresenceStoreOptions> = {}) => {
+    const store = new RedisPresenceStore({ client: redis.url, prefix, nodeId: "n1", ...options });
+    stores.push(store);
+    return store;
+  };
+  const makeClient = async () => {
+    const client = createClient({ url: redis.url });
+    client.on("error", () => {});
+    clients.push(client);
+    await client.connect();
+    return client;
+  };
+
+  beforeEach(() => {
+    prefix = `redis-${++tests}`;
+  });
+  afterEach(async () => {
+    await Promise.all(stores.splice(0).map((s) => s.close()));
+    await Promise.all(clients.splice(0).map((c) => (c.isOpen ? c.close() : undefined)));
+  });
+
+  it("reaps an owner whose heartbeat stopped, once across racing reapers, sparing live ones", async () => {
+    const reapers = [
+      makeStore({ ownerTtlSeconds: 1 }),
+      makeStore({ ownerTtlSeconds: 1 }),
+      makeStore({ ownerTtlSeconds: 1 }),
+    ];
+    const [live, dead] = reapers;
+    const liveConns = [conn("a1", "u1", { owner: "n1/1" }), conn("c1", "u3", { owner: "n1/1" })];
+    live.startHeartbeat("n1/1", { connections: () => liveConns, intervalMs: 100 });
+    for (const c of liveConns) await live.join(c);
+    // n2/1 joins (which gives it a 1 s liveness key) and never beats.
+    const b1 = conn("b1", "u2", { owner: "n2/1" });
+    await dead.join(conn("a2", "u1", { owner: "n2/1" }));
+    await dead.join(b1);
+    assert.deepEqual(await live.reapExpired(), [], "nothing expired yet");
+
+    const reaped: UserInfo[] = [];
+    await until("n2/1 to be reaped", async () => {
+      const results = await Promise.all(reapers.map((s) => s.reapExpired()));
+      reaped.push(...results.flat());
+      return reaped.length > 0 ? true : undefined;
+    });
+    assert.deepEqual(reaped, [info(b1)], "u2 offline, returned once; u1 still has a tab");
+    assert.deepEqual((await Promise.all(reapers.map((s) => s.reapExpired()))).flat(), []);
+    // More than a TTL went by: the heartbeat kept n1/1 alive.
+    assert.deepEqual(await dead.list(ROOM), [info(liveConns[0]), info(liveConns[1])]);
+    assert.deepEqual(await dead.stats(), { connections: 2, users: 2 });
+  });
+
+  it("heartbeat() reports a lost owner; resync() rewrites its entries", async () => {
+    const store = makeStore();
+    const admin = await makeClient();
+    const owner = "n1/7";
+    const conns = [
+      conn("a1", "u1", { owner }),
+      conn("b1", "u2", { owner }),
+      conn("a2", "u1", { owner }),
+    ];
+    assert.equal(await store.heartbeat(owner), false, "first beat: nothing known yet");
+    assert.equal(await store.heartbeat(owner), true);
+    for (const c of conns) await store.join(c);
+    assert.equal(await store.heartbeat(owner, 3), true);
+    assert.equal(await store.heartbeat(owner, 2), false, "count differs");
+
+    await admin.flushAll();
+    assert.deepEqual(await store.list(ROOM), []);
+    assert.equal(await store.heartbeat(owner, 3), false, "flushed");
+    await store.resync(owner, conns);
+    assert.deepEqual(await store.list(ROOM), [info(conns[0]), info(conns[1])]);
+    assert.deepEqual(await store.stats(), { connections: 3, users: 2 });
+    assert.equal(await store.heartbeat(owner, 3), true);
+
+    // Resync drops what the owner no longer has and keeps the rest in place.
+    await store.join(conn("c1", "u3", { owner: "n2/1" }));
+    await store.resync(owner, [conns[1], conns[2]]);
+    assert.deepEqual(await store.list(ROOM), [
+      info(conns[2]),
+      info(conns[1]),
+      info(conn("c1", "u3")),
+    ]);
+    assert.equal(await store.find(ROOM, "a1"), undefined);
+    await store.resync(owner, []);
+    assert.deepEqual(await store.list(ROOM), [info(conn("c1", "u3"))]);
+    assert.deepEqual(await store.stats(), { connections: 1, users: 1 });
+  });
+
+  it("startHeartbeat() restores the owner's entries after a FLUSH and after a Redis restart", async () => {
+    const store = makeStore();
+    const admin = await makeClient();
+    const owner = store.ownerId(1234);
+    assert.equal(owner, "n1/1234");
+    const live = new Map<string, PresenceConnection>();
+    let resyncs = 0;
+    store.startHeartbeat(owner, {
+      connections: () => [...live.values()],
+      intervalMs: 100,
+      onResync: () => resyncs++,
+    });
+    for (const c of [conn("a1", "u1", { owner }), conn("b1", "u2", { owner })]) {
+      live.set(c.fd, c);
+      await store.join(c);
+    }
+    const expected = [...live.values()].map(info);
+    const restored = () =>
+      until("the owner's entries to be rewritten", async () => {
+        const listed = await store.list(ROOM);
+        return listed.length === expected.length ? listed : undefined;
+      });
+
+    await admin.flushAll();
+    assert.deepEqual(await restored(), expected);
+
+    const before = resyncs;
+    await redis.restart();
+    assert.deepEqual(await restored(), expected);
+    assert.ok(resyncs > before);
+    assert.deepEqual(await store.stats(), { connections: 2, users: 2 });
+  });
+
+  it("removeNode() removes every owner of the node, and only those", async () => {
+    const store = makeStore({ nodeId: "n1" });
+    const u1 = [conn("a1", "u1", { owner: "n1/1" }), conn("a2", "u1", { owner: "n1/2" })];
+    const u2 = [conn("b1", "u2", { owner: "n1/1" }), conn("b2", "u2", { owner: "n2/1" })];
+    const u3 = conn("c1", "u3", { owner: "n10/1" });
+    const u4 = conn("d1", "u4", { owner: "n1/2" });
+    for (const c of [...u1, ...u2, u3, u4]) await store.join(c);
+    const other = makeStore({ nodeId: "n2" });
+    assert.deepEqual(await other.removeNode("n3"), []);
+    const offline = await Promise.all([store.removeNode(), other.removeNode("n1")]);
+    // Which of u1's two fds is reported depends on the order owners are removed in: compare users.
+    const users = offline.flat().map((u) => `${u.room}/${u.userId}`);
+    assert.deepEqual(users.sort(), [`${ROOM}/u1`, `${ROOM}/u4`]);
+    assert.deepEqual(await store.list(ROOM), [info(u2[1]), info(u3)]);
+  });
+
+  it("prefixes keep deployments sharing one Redis apart", async () => {
+    const blue = makeStore({ prefix: `${prefix}-blue` });
+    const green = makeStore({ prefix: `${prefix}-green` });
+    const a = conn("a1", "u1");
+    const b = conn("b1", "u2");
+    assert.equal((await blue.join(a)).first, true);
+    assert.equal((await green.join(a)).first, true, "same fd, other deployment");
+    await green.join(b);
+    assert.deepEqual(await blue.list(ROOM), [info(a)]);
+    assert.deepEqual(await green.list(ROOM), [info(a), info(b)]);
+    assert.deepEqual(await blue.removeNode("n1"), [info(a)]);
+    assert.deepEqual(await green.stats(), { connections: 2, users: 2 });
+    assert.deepEqual(await blue.stats(), { connections: 0, users: 0 });
+  });
+
+  it("uses a client it is given without closing it, and rejects calls once closed", async () => {
+    const client = await makeClient();
+    const store = makeStore({ client });
+    assert.equal((await store.join(conn("a1", "u1"))).first, true);
+    await store.close();
+    await store.close();
+    assert.equal(await client.ping(), "PONG");
+    await assert.rejects(store.list(ROOM), /closed/);
+    assert.throws(() => store.startHeartbeat("n1/1", { connections: () => [] }), /closed/);
+  });
+
+  it("rejects with Redis's error instead of throwing", async () => {
+    const client = await makeClient();
+    const store = makeStore({ client });
+    await client.hSet(`${prefix}:presence:seq`, "not", "a counter");
+    await assert.rejects(store.join(conn("a1", "u1")), /WRONGTYPE/);
+  });
+
+  it("refuses a nodeId that would make owner names ambiguous", () => {
+    assert.throws(() => new RedisPresenceStore({ client: redis.url, nodeId: "a/b" }), /nodeId/);
+    assert.throws(() => new RedisPresenceStore({ client: redis.url, nodeId: "" }), /nodeId/);
+  });
+});
