@@ -29,7 +29,7 @@ function checkUserId(userId: unknown): string {
   return userId;
 }
 
-function checkRoom(room: unknown): string {
+export function checkRoom(room: unknown): string {
   if (room === undefined || room === null || room === "") return DEFAULT_ROOM;
   if (typeof room !== "string" || !ROOM.test(room)) {
     throw new ChatError("E_BAD_ROOM", "room must be 1-64 letters, digits or _ . : -");

@@ -7,6 +7,7 @@ import { envelope, errorEnvelope } from "./envelope.js";
 import { MessageIds } from "./message-ids.js";
 import type {
   Ack,
+  ClientMessage,
   ClientToServerEvents,
   Envelope,
   InterServerEvents,
@@ -182,49 +183,72 @@ export class ChatServer {
   }
 
   /** Returns the envelope to acknowledge the sender with (the sender also receives broadcasts). */
-  private async onMessage(socket: ChatSocket, payload: unknown): Promise<Envelope> {
-    const msg = validateMessage(payload, this.opts);
-    const user = socket.data.user;
+  private onMessage(socket: ChatSocket, payload: unknown): Promise<Envelope> {
+    return this.deliver(
+      socket.data.user,
+      validateMessage(payload, this.opts),
+      socket.data.user.admin === true,
+    );
+  }
+
+  /**
+   * A message from a backend (the HTTP push API): delivered as if sent by `from` (default: a
+   * `system` user), which has no connection of its own. Backends may send notices.
+   */
+  push(
+    room: string,
+    msg: ClientMessage,
+    from?: { userId: string; username: string },
+  ): Promise<Envelope> {
+    if (msg.type === "state") throw new ChatError("E_BAD_TYPE", "a push is text or img");
+    const sender: UserInfo = {
+      fd: "",
+      userId: from?.userId ?? "system",
+      username: from?.username ?? "system",
+      room,
+    };
+    return this.deliver(sender, msg, true);
+  }
+
+  private async deliver(
+    sender: UserInfo,
+    msg: ClientMessage,
+    mayNotice: boolean,
+  ): Promise<Envelope> {
     const { io, presence } = this.opts;
+    const room = sender.room;
+    let target: UserInfo | undefined;
+    if (msg.to !== undefined) {
+      target = await presence.find(room, msg.to);
+      if (!target) throw new ChatError("E_NO_RECIPIENT", `no user ${msg.to} in room ${room}`);
+    }
+    // A pushed message has no sender connection to include or leave out.
+    const senderKey = sender.fd ? userKey(room, sender.userId) : undefined;
     if (msg.type === "state") {
       const out = envelope(Action.OtherUser, "state", {
         message: msg.content.message,
-        userInfo: user,
+        userInfo: sender,
       });
-      if (msg.to !== undefined) {
-        const target = await presence.find(user.room, msg.to);
-        if (!target)
-          throw new ChatError("E_NO_RECIPIENT", `no user ${msg.to} in room ${user.room}`);
-        io.to(userKey(user.room, target.userId))
-          .except(userKey(user.room, user.userId))
-          .emit("message", out);
-      } else {
-        io.to(roomKey(user.room)).except(userKey(user.room, user.userId)).emit("message", out);
-      }
+      const to = io.to(target ? userKey(room, target.userId) : roomKey(room));
+      (senderKey ? to.except(senderKey) : to).emit("message", out);
       return out;
     }
-    if (msg.notice && !user.admin) {
+    if (msg.notice && !mayNotice) {
       throw new ChatError("E_FORBIDDEN", "only admins can send notices");
     }
     const now = Date.now();
-    const content = { message: msg.content.message, userInfo: user } as Envelope["data"]["content"];
-    let target: UserInfo | undefined;
-    if (msg.to !== undefined) {
-      target = await presence.find(user.room, msg.to);
-      if (!target) throw new ChatError("E_NO_RECIPIENT", `no user ${msg.to} in room ${user.room}`);
-      content.to = target.userId;
-    }
+    const content: Envelope["data"]["content"] = { message: msg.content.message, userInfo: sender };
+    if (target) content.to = target.userId;
     const out = envelope(msg.notice ? Action.Admin : Action.Message, msg.type, content, now);
     out.id = this.ids.next(now);
     out.ts = now;
     if (target) {
       out.private = true;
-      io.to([userKey(user.room, target.userId), userKey(user.room, user.userId)]).emit(
-        "message",
-        out,
-      );
+      const keys = [userKey(room, target.userId)];
+      if (senderKey) keys.push(senderKey);
+      io.to(keys).emit("message", out);
     } else {
-      io.to(roomKey(user.room)).emit("message", out);
+      io.to(roomKey(room)).emit("message", out);
     }
     return out;
   }

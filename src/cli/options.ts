@@ -16,6 +16,7 @@ const DESCRIBE: { [K in keyof Config]: string } = {
   logLevel: "error | warn | info | debug",
   logFormat: "auto | json | pretty",
   jwtSecret: "HS256 secret for client tokens; empty = open service",
+  apiKey: "bearer key of the backends' HTTP push API; empty = API off",
   shutdownTimeout: "seconds a graceful stop may take",
   maxMessageLength: "most characters in a text message",
   maxImageBytes: "most bytes in an image message",

@@ -7,6 +7,7 @@ import type { Backend } from "../backend/backend.js";
 import { ClusterBackend } from "../backend/cluster-backend.js";
 import { type ChatIo, ChatServer } from "../chat/chat-server.js";
 import type { Config } from "../config/config.js";
+import { pushApi } from "../http/push-api.js";
 import { staticFiles } from "../http/static-files.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import type { PrimaryToWorker, WorkerToPrimary } from "./ipc-messages.js";
@@ -31,13 +32,22 @@ export function runWorker(): void {
 
   const queue: [Buffer, net.Socket][] = [];
   let ready = false;
-  const httpServer = createServer(
-    staticFiles(() => ({
-      authRequired: config.jwtSecret !== "",
-      maxImageBytes: config.maxImageBytes,
-      maxMessageLength: config.maxMessageLength,
-    })),
-  );
+  const files = staticFiles(() => ({
+    authRequired: config.jwtSecret !== "",
+    maxImageBytes: config.maxImageBytes,
+    maxMessageLength: config.maxMessageLength,
+  }));
+  const api = pushApi({
+    apiKey: config.apiKey,
+    chat: () => chat,
+    presence: () => backend?.presence,
+    maxMessageLength: config.maxMessageLength,
+    maxImageBytes: config.maxImageBytes,
+  });
+  const httpServer = createServer((req, res) => {
+    if (req.url?.startsWith("/api/")) void api(req, res);
+    else void files(req, res);
+  });
   const accept = (data: Buffer, socket: net.Socket) => {
     httpServer.emit("connection", socket);
     socket.emit("data", data);

@@ -32,6 +32,8 @@ export interface Config {
   logFormat: "auto" | "json" | "pretty";
   /** HS256 secret for client JWTs; empty runs the service open (anyone may claim any name). @default "" */
   jwtSecret: string;
+  /** Bearer key of the backends' HTTP API (`/api/v1/...`); empty disables the API. @default "" */
+  apiKey: string;
   /** Seconds a graceful stop may take before the primary exits anyway. @default 10 */
   shutdownTimeout: number;
   /** Most characters in a text message. @default 4096 */
@@ -59,6 +61,7 @@ export const DEFAULTS: Config = {
   logLevel: "info",
   logFormat: "auto",
   jwtSecret: "",
+  apiKey: "",
   shutdownTimeout: 10,
   maxMessageLength: 4096,
   maxImageBytes: 1_000_000,
@@ -106,6 +109,7 @@ export const RULES: { [K in keyof Config]: Rule } = {
   logLevel: { kind: "enum", values: ["error", "warn", "info", "debug"] },
   logFormat: { kind: "enum", values: ["auto", "json", "pretty"] },
   jwtSecret: { kind: "string" },
+  apiKey: { kind: "string" },
   shutdownTimeout: { kind: "int", min: 1, max: 3600 },
   maxMessageLength: { kind: "int", min: 1, max: 1_000_000 },
   maxImageBytes: { kind: "int", min: 100, max: 50_000_000 },

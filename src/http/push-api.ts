@@ -1,0 +1,149 @@
+import { timingSafeEqual } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { checkRoom } from "../auth/authenticate.js";
+import { ChatError } from "../chat/chat-error.js";
+import type { ChatServer } from "../chat/chat-server.js";
+import type { ErrorCode } from "../chat/protocol.js";
+import { validateMessage } from "../chat/validate-message.js";
+import type { PresenceStore } from "../presence/presence-store.js";
+
+export interface PushApiOptions {
+  /** Bearer key of the API; empty disables it. */
+  apiKey: string;
+  chat: () => ChatServer | undefined;
+  presence: () => PresenceStore | undefined;
+  maxMessageLength: number;
+  maxImageBytes: number;
+}
+
+/** API errors: the chat codes plus the HTTP-only ones, all in the README's error table. */
+type ApiErrorCode =
+  | ErrorCode
+  | "E_API_DISABLED"
+  | "E_API_UNAUTHORIZED"
+  | "E_NOT_FOUND"
+  | "E_PAYLOAD_TOO_LARGE";
+
+const STATUS: Partial<Record<ApiErrorCode, number>> = {
+  E_API_DISABLED: 404,
+  E_NOT_FOUND: 404,
+  E_API_UNAUTHORIZED: 401,
+  E_PAYLOAD_TOO_LARGE: 413,
+  E_NO_RECIPIENT: 404,
+  E_INTERNAL: 503,
+};
+
+class ApiError extends Error {
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const ROOM_USERS = /^\/api\/v1\/rooms\/([^/]+)\/users$/;
+
+/**
+ * The backends' HTTP API, on the service port: push a message into a room or to one user
+ * (`POST /api/v1/push`) and read a room's online list (`GET /api/v1/rooms/<room>/users`).
+ * Authenticated with `Authorization: Bearer <--api-key>`.
+ */
+export function pushApi(opts: PushApiOptions) {
+  const key = Buffer.from(opts.apiKey);
+  const authorized = (req: IncomingMessage) => {
+    const given = Buffer.from((req.headers.authorization ?? "").replace(/^Bearer\s+/i, ""));
+    return given.length === key.length && timingSafeEqual(given, key);
+  };
+  const maxBody = opts.maxImageBytes + 16 * 1024;
+
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    res.setHeader("Connection", "close");
+    const reply = (status: number, body: unknown) =>
+      res.writeHead(status, { "Content-Type": "application/json" }).end(JSON.stringify(body));
+    try {
+      if (!opts.apiKey)
+        throw new ApiError("E_API_DISABLED", "the HTTP API is off: start with --api-key");
+      if (!authorized(req))
+        throw new ApiError(
+          "E_API_UNAUTHORIZED",
+          "missing or wrong Authorization: Bearer <api key>",
+        );
+      const url = new URL(req.url ?? "/", "http://x");
+      const chat = opts.chat();
+      const presence = opts.presence();
+      if (!chat || !presence) throw new ChatError("E_INTERNAL", "the service is starting");
+      const usersMatch = ROOM_USERS.exec(url.pathname);
+      if (req.method === "GET" && usersMatch) {
+        const room = checkRoom(decodeURIComponent(usersMatch[1]));
+        reply(200, { room, users: await presence.list(room) });
+        return;
+      }
+      if (req.method === "POST" && url.pathname === "/api/v1/push") {
+        const body = await readJson(req, maxBody);
+        const room = checkRoom(body.room);
+        const msg = validateMessage(
+          {
+            type: body.type ?? "text",
+            content: { message: body.message },
+            to: body.to,
+            notice: body.notice,
+          },
+          opts,
+        );
+        const from = parseFrom(body.from);
+        const sent = await chat.push(room, msg, from);
+        reply(200, { ok: true, id: sent.id, action: sent.action, endTime: sent.endTime });
+        return;
+      }
+      throw new ApiError("E_NOT_FOUND", `no route ${req.method} ${url.pathname}`);
+    } catch (err) {
+      const e =
+        err instanceof ApiError || err instanceof ChatError
+          ? err
+          : new ChatError("E_INTERNAL", "internal error, try again");
+      reply(STATUS[e.code] ?? 400, { ok: false, error: { code: e.code, message: e.message } });
+    }
+  };
+}
+
+function parseFrom(from: unknown): { userId: string; username: string } | undefined {
+  if (from === undefined) return undefined;
+  const f = from as Record<string, unknown>;
+  if (
+    typeof from !== "object" ||
+    from === null ||
+    typeof f.userId !== "string" ||
+    f.userId === ""
+  ) {
+    throw new ChatError("E_BAD_PAYLOAD", "from must be { userId, username? }");
+  }
+  const username = typeof f.username === "string" && f.username !== "" ? f.username : f.userId;
+  return { userId: f.userId.slice(0, 64), username: username.slice(0, 32) };
+}
+
+function readJson(req: IncomingMessage, limit: number): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        reject(new ApiError("E_PAYLOAD_TOO_LARGE", `body over ${limit} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("error", reject);
+    req.on("end", () => {
+      try {
+        const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
+        if (typeof body !== "object" || body === null || Array.isArray(body)) throw new Error();
+        resolve(body as Record<string, unknown>);
+      } catch {
+        reject(new ChatError("E_BAD_PAYLOAD", "body must be a JSON object"));
+      }
+    });
+  });
+}
