@@ -24,6 +24,13 @@ function newClient(url: string) {
 type RedisClient = ReturnType<typeof newClient>;
 
 /**
+ * A dead process is noticed within its liveness TTL plus one reaper round; both are cut from the
+ * node timeout so that the sum stays within it (15 s: TTL 12 s, a round every 3 s).
+ */
+export const reapIntervalMs = (nodeTimeout: number) => Math.max(500, (nodeTimeout * 1000) / 5);
+export const ownerTtlMs = (nodeTimeout: number) => nodeTimeout * 1000 - reapIntervalMs(nodeTimeout);
+
+/**
  * The Redis store, plus this process's own list of live connections kept in step with it (the
  * heartbeat rewrites Redis from that list after an outage, a FLUSH or a restart of Redis).
  */
@@ -82,7 +89,7 @@ export class RedisBackend implements Backend {
         client: cmd,
         prefix: config.redisPrefix,
         nodeId: config.nodeId,
-        ownerTtlSeconds: config.nodeTimeout,
+        ownerTtlSeconds: ownerTtlMs(config.nodeTimeout) / 1000,
       }),
     );
   }
@@ -139,7 +146,7 @@ export class RedisBackend implements Backend {
       onResync: (n) =>
         this.log.warn("redis had lost this process's presence; rewrote it", { connections: n }),
     });
-    const every = Math.max(1000, Math.floor((this.config.nodeTimeout * 1000) / 3));
+    const every = reapIntervalMs(this.config.nodeTimeout);
     this.reaper = setInterval(() => {
       store.reapExpired().then(announce, () => {
         // Redis is down: the heartbeat reports it; the next round retries.
