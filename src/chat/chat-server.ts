@@ -183,7 +183,7 @@ export class ChatServer {
   }
 
   /** Returns the envelope to acknowledge the sender with (the sender also receives broadcasts). */
-  private onMessage(socket: ChatSocket, payload: unknown): Promise<Envelope> {
+  private async onMessage(socket: ChatSocket, payload: unknown): Promise<Envelope> {
     return this.deliver(
       socket.data.user,
       validateMessage(payload, this.opts),

@@ -1,0 +1,303 @@
+/** Results of a scenario: the table both systems are compared in, the JSON file and the SVG chart. */
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { round } from "./stats.js";
+import type { SystemName } from "./systems.js";
+import { SYSTEMS } from "./systems.js";
+
+export type Value = number | string | null;
+
+export interface Target {
+  op: ">=" | "<=" | "<" | ">";
+  value: number;
+  /** Compare weigot-ws / baseline instead of the weigot-ws figure. */
+  ofRatio?: boolean;
+}
+
+export interface Metric {
+  key: string;
+  label: string;
+  unit: string;
+  /** Digits after the decimal point in the table. */
+  digits: number;
+  targets: Target[];
+  values: Partial<Record<SystemName, Value>>;
+}
+
+export interface SystemRun {
+  system: SystemName;
+  status: "ok" | "skipped" | "failed" | "n/a";
+  deployment?: string;
+  error?: string;
+  /** Everything the scenario measured, for the JSON file. */
+  details?: unknown;
+}
+
+export interface Series {
+  name: string;
+  system: SystemName;
+  /** [percentile, ms] */
+  points: [number, number][];
+}
+
+export interface Machine {
+  cpus: number;
+  cpuModel: string;
+  memoryGiB: number;
+  node: string;
+  kernel: string;
+  fileLimit: string;
+}
+
+export function machine(): Machine {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model ?? "unknown",
+    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
+    node: process.version,
+    kernel: `${os.type()} ${os.release()}`,
+    fileLimit: process.env.BENCH_FILE_LIMIT ?? "see README",
+  };
+}
+
+export class ScenarioReport {
+  readonly runs: SystemRun[] = [];
+  readonly metrics: Metric[] = [];
+  readonly series: Series[] = [];
+  readonly notes: string[] = [];
+  /** Things that went wrong (crashes, wrong payloads): the smoke test requires none. */
+  readonly errors: string[] = [];
+  readonly startedAt = new Date();
+  finishedAt?: Date;
+
+  constructor(
+    readonly scenario: string,
+    readonly title: string,
+    readonly quick: boolean,
+    readonly config: Record<string, unknown>,
+  ) {}
+
+  metric(key: string, label: string, unit: string, digits = 0, ...targets: Target[]): Metric {
+    let m = this.metrics.find((x) => x.key === key);
+    if (!m) {
+      m = { key, label, unit, digits, targets, values: {} };
+      this.metrics.push(m);
+    }
+    return m;
+  }
+
+  set(key: string, system: SystemName, value: Value): void {
+    const m = this.metrics.find((x) => x.key === key);
+    if (!m) throw new Error(`unknown metric ${key}`);
+    m.values[system] = typeof value === "number" && !Number.isFinite(value) ? null : value;
+  }
+
+  run(system: SystemName): SystemRun {
+    let r = this.runs.find((x) => x.system === system);
+    if (!r) {
+      r = { system, status: "ok" };
+      this.runs.push(r);
+    }
+    return r;
+  }
+
+  error(system: SystemName, message: string): void {
+    this.errors.push(`${system}: ${message}`);
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      scenario: this.scenario,
+      title: this.title,
+      quick: this.quick,
+      startedAt: this.startedAt.toISOString(),
+      durationS: this.finishedAt
+        ? round((this.finishedAt.getTime() - this.startedAt.getTime()) / 1000, 1)
+        : null,
+      machine: machine(),
+      config: this.config,
+      runs: this.runs,
+      metrics: this.metrics.map((m) => ({
+        ...m,
+        ratio: ratio(m),
+        targetMet: targetMet(m),
+      })),
+      notes: this.notes,
+      errors: this.errors,
+      series: this.series,
+    };
+  }
+}
+
+export function ratio(m: Metric): number | null {
+  const a = m.values["weigot-ws"];
+  const b = m.values.baseline;
+  if (typeof a !== "number" || typeof b !== "number" || b === 0) return null;
+  return round(a / b, 2);
+}
+
+/** Whether weigot-ws meets every target of the metric (null: no target, or no figure). */
+export function targetMet(m: Metric): boolean | null {
+  if (m.targets.length === 0) return null;
+  const met = m.targets.map((t) => meets(m, t));
+  if (met.includes(false)) return false;
+  return met.includes(null) ? null : true;
+}
+
+function meets(m: Metric, target: Target): boolean | null {
+  const v = target.ofRatio ? ratio(m) : m.values["weigot-ws"];
+  if (typeof v !== "number") return null;
+  const t = target.value;
+  switch (target.op) {
+    case ">=":
+      return v >= t;
+    case "<=":
+      return v <= t;
+    case "<":
+      return v < t;
+    case ">":
+      return v > t;
+  }
+}
+
+function fmt(v: Value | undefined, digits: number): string {
+  if (v === undefined || v === null) return "–";
+  if (typeof v === "string") return v;
+  return v.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+function fmtTarget(m: Metric): string {
+  return m.targets
+    .map((t) => {
+      const what = t.ofRatio ? `ratio ${t.op} ${t.value}` : `${t.op} ${fmt(t.value, 0)}`;
+      const met = meets(m, t);
+      return `${what} ${met === null ? "?" : met ? "✓" : "✗"}`;
+    })
+    .join(", ");
+}
+
+/** The comparison table, as Markdown (readable in a terminal, pasteable in the README). */
+export function table(r: ScenarioReport): string {
+  const lines: string[] = [];
+  lines.push(`### ${r.scenario}${r.quick ? " (quick)" : ""}: ${r.title}`);
+  for (const run of r.runs) {
+    const state = run.status === "ok" ? "" : ` — ${run.status}${run.error ? `: ${run.error}` : ""}`;
+    lines.push(`- ${run.system}: ${run.deployment ?? ""}${state}`);
+  }
+  lines.push("");
+  lines.push(`| figure | ${SYSTEMS.join(" | ")} | ratio | target (weigot-ws) |`);
+  lines.push(`|---|${SYSTEMS.map(() => "---:").join("|")}|---:|---|`);
+  for (const m of r.metrics) {
+    const cells = SYSTEMS.map((s) => {
+      const v = m.values[s];
+      const run = r.runs.find((x) => x.system === s);
+      if (v === undefined && run?.status === "n/a") return "n/a";
+      return fmt(v, m.digits);
+    });
+    const rt = ratio(m);
+    lines.push(
+      `| ${m.label}${m.unit ? ` (${m.unit})` : ""} | ${cells.join(" | ")} | ${rt === null ? "–" : rt.toFixed(2)} | ${fmtTarget(m)} |`,
+    );
+  }
+  for (const n of r.notes) lines.push(`- ${n}`);
+  if (r.errors.length > 0) {
+    lines.push("");
+    lines.push("ERRORS:");
+    for (const e of r.errors) lines.push(`- ${e}`);
+  }
+  return lines.join("\n");
+}
+
+const COLORS: Record<SystemName, string[]> = {
+  "weigot-ws": ["#1f5fbf", "#4f9be8", "#0b2f6b", "#7fb8f0"],
+  baseline: ["#d9661a", "#f0a35e", "#8a3a05", "#f5c08f"],
+};
+
+/** Percentile-distribution chart: x = percentile (log scale of 1/(1-p)), y = latency (log ms). */
+export function svg(r: ScenarioReport): string | undefined {
+  const series = r.series.filter((s) => s.points.length > 0);
+  if (series.length === 0) return undefined;
+  const W = 760;
+  const H = 420;
+  const L = 70;
+  const R = 230;
+  const T = 40;
+  const B = 50;
+  const xOf = (p: number) => {
+    const q = Math.min(p, 99.999);
+    const v = Math.log10(1 / (1 - q / 100)); // 0 … 5
+    return L + (v / 5) * (W - L - R);
+  };
+  const all = series.flatMap((s) => s.points.map((pt) => pt[1])).filter((v) => v > 0);
+  const lo = 10 ** Math.floor(Math.log10(Math.max(0.01, Math.min(...all))));
+  const hi = 10 ** Math.ceil(Math.log10(Math.max(...all, lo * 10)));
+  const yOf = (ms: number) => {
+    const v = Math.log10(Math.max(ms, lo));
+    return T + (1 - (v - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * (H - T - B);
+  };
+  const out: string[] = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+  );
+  out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  out.push(
+    `<text x="${L}" y="22" font-size="14" font-weight="bold">${esc(`${r.scenario}${r.quick ? " (quick)" : ""}: latency distribution`)}</text>`,
+  );
+  for (const p of [0, 50, 90, 99, 99.9, 99.99]) {
+    const x = xOf(p);
+    out.push(`<line x1="${x}" y1="${T}" x2="${x}" y2="${H - B}" stroke="#ddd"/>`);
+    out.push(`<text x="${x}" y="${H - B + 16}" text-anchor="middle">p${p}</text>`);
+  }
+  for (let v = lo; v <= hi * 1.0001; v *= 10) {
+    const y = yOf(v);
+    out.push(`<line x1="${L}" y1="${y}" x2="${W - R}" y2="${y}" stroke="#ddd"/>`);
+    out.push(
+      `<text x="${L - 6}" y="${y + 4}" text-anchor="end">${v >= 1 ? v : v.toFixed(2)} ms</text>`,
+    );
+  }
+  out.push(`<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">percentile</text>`);
+  const used: Record<string, number> = {};
+  series.forEach((s, i) => {
+    const k = used[s.system] ?? 0;
+    used[s.system] = k + 1;
+    const color = COLORS[s.system][k % 4];
+    const d = s.points
+      .map(([p, ms], j) => `${j === 0 ? "M" : "L"}${xOf(p).toFixed(1)},${yOf(ms).toFixed(1)}`)
+      .join(" ");
+    const dash = s.system === "baseline" ? ' stroke-dasharray="6 3"' : "";
+    out.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`);
+    const ly = T + 10 + i * 18;
+    out.push(
+      `<line x1="${W - R + 15}" y1="${ly}" x2="${W - R + 40}" y2="${ly}" stroke="${color}" stroke-width="2"${dash}/>`,
+    );
+    out.push(`<text x="${W - R + 46}" y="${ly + 4}">${esc(s.name)}</text>`);
+  });
+  out.push("</svg>");
+  return out.join("\n");
+}
+
+function esc(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/** Writes `<dir>/<date>-<scenario>.json` (and `.svg` when there are latencies); returns the paths. */
+export function writeResults(r: ScenarioReport, dir: string): string[] {
+  mkdirSync(dir, { recursive: true });
+  const d = r.startedAt;
+  const pad = (n: number) => String(n).padStart(2, "0");
+  const stamp = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}-${pad(d.getHours())}${pad(d.getMinutes())}`;
+  const base = path.join(dir, `${stamp}-${r.scenario}${r.quick ? "-quick" : ""}`);
+  const files = [`${base}.json`];
+  writeFileSync(`${base}.json`, `${JSON.stringify(r.toJSON(), null, 2)}\n`);
+  const chart = svg(r);
+  if (chart) {
+    writeFileSync(`${base}.svg`, chart);
+    files.push(`${base}.svg`);
+  }
+  return files;
+}

@@ -1,0 +1,236 @@
+/**
+ * Starting and stopping what the bench measures, as a user would: weigot-ws through its built CLI
+ * (`node dist/cli/index.js start ...`), and the baseline (bench/baselines/server.ts, transpiled to
+ * plain JavaScript first so that neither system runs under a TypeScript loader).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import ts from "typescript";
+import { wsUrl } from "../loadgen/pool.js";
+import { processTree, rssBytes } from "./procfs.js";
+import { freePort, repoRoot, sleep, Tail, waitUntil } from "./util.js";
+
+export type SystemName = "weigot-ws" | "baseline";
+export const SYSTEMS: SystemName[] = ["weigot-ws", "baseline"];
+
+export interface DeployOptions {
+  adapter: "cluster" | "redis";
+  /** Nodes (separate service instances sharing Redis); 1 with the cluster adapter. */
+  nodes: number;
+  /** Workers per node. */
+  workers: number;
+  redisUrl?: string;
+}
+
+export interface ServiceNode {
+  port: number;
+  pid: number;
+  child: ChildProcess;
+  output: Tail;
+}
+
+export class SkipSystem extends Error {}
+
+export const WEIGOT_CLI = path.join(repoRoot, "dist/cli/index.js");
+const BASELINE_OUT = path.join(repoRoot, ".tmp/bench-baseline");
+const RUN_DIR = path.join(os.tmpdir(), `weigot-bench-${process.pid}`);
+
+let baselineBuilt = false;
+
+/** Transpiles bench/baselines/*.ts to .tmp/bench-baseline/*.js (type-only imports vanish). */
+function buildBaseline(): string {
+  const out = path.join(BASELINE_OUT, "server.js");
+  if (baselineBuilt) return out;
+  mkdirSync(BASELINE_OUT, { recursive: true });
+  for (const name of ["server", "sticky"]) {
+    const src = readFileSync(path.join(repoRoot, "bench/baselines", `${name}.ts`), "utf8");
+    const js = ts.transpileModule(src, {
+      compilerOptions: {
+        module: ts.ModuleKind.ESNext,
+        target: ts.ScriptTarget.ES2022,
+        verbatimModuleSyntax: false,
+      },
+    }).outputText;
+    writeFileSync(path.join(BASELINE_OUT, `${name}.js`), js);
+  }
+  writeFileSync(path.join(BASELINE_OUT, "package.json"), '{ "type": "module" }\n');
+  baselineBuilt = true;
+  return out;
+}
+
+function httpStatus(url: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on("error", () => resolve(0));
+    req.on("timeout", () => {
+      req.destroy();
+      resolve(0);
+    });
+  });
+}
+
+export class Deployment {
+  readonly nodes: ServiceNode[] = [];
+  private knownPids = new Set<number>();
+  /** Redis key/channel prefix shared by the nodes of this deployment (and no other). */
+  private readonly prefix = `bench-${process.pid}-${Date.now()}`;
+
+  constructor(
+    readonly system: SystemName,
+    readonly opts: DeployOptions,
+  ) {}
+
+  /** One Engine.IO websocket URL per node. */
+  get urls(): string[] {
+    return this.nodes.map((n) => wsUrl(n.port));
+  }
+
+  get describe(): string {
+    const o = this.opts;
+    return o.adapter === "redis"
+      ? `${o.nodes} nodes × ${o.workers} worker(s), Redis adapter`
+      : `1 node × ${o.workers} workers, cluster adapter`;
+  }
+
+  /** Every process of the service (primaries and workers). */
+  pids(): number[] {
+    const pids = this.nodes.flatMap((n) => processTree(n.pid));
+    for (const p of pids) this.knownPids.add(p);
+    return pids;
+  }
+
+  /** Summed VmRSS of the service's processes. */
+  rss(): { total: number; perProcess: Record<number, number> } {
+    const perProcess: Record<number, number> = {};
+    let total = 0;
+    for (const pid of this.pids()) {
+      const r = rssBytes(pid);
+      perProcess[pid] = r;
+      total += r;
+    }
+    return { total, perProcess };
+  }
+
+  static async start(system: SystemName, opts: DeployOptions): Promise<Deployment> {
+    const d = new Deployment(system, opts);
+    try {
+      for (let i = 0; i < opts.nodes; i++) d.nodes.push(await d.startNode(i));
+      d.pids();
+    } catch (err) {
+      await d.stop();
+      throw err;
+    }
+    return d;
+  }
+
+  private async startNode(i: number): Promise<ServiceNode> {
+    const port = await freePort();
+    const output = new Tail();
+    const prefix = this.prefix;
+    let child: ChildProcess;
+    if (this.system === "weigot-ws") {
+      if (!existsSync(WEIGOT_CLI)) {
+        throw new SkipSystem(
+          `weigot-ws is not built (${path.relative(repoRoot, WEIGOT_CLI)} missing)`,
+        );
+      }
+      mkdirSync(RUN_DIR, { recursive: true });
+      const args = [
+        WEIGOT_CLI,
+        "start",
+        "--port",
+        String(port),
+        "--workers",
+        String(this.opts.workers),
+        "--log-level",
+        "warn",
+        "--pid-file",
+        path.join(RUN_DIR, `weigot-${port}.pid`),
+      ];
+      if (this.opts.adapter === "redis") {
+        args.push("--adapter", "redis", "--redis-url", this.opts.redisUrl ?? "");
+        args.push("--redis-prefix", prefix, "--node-id", `bench-node-${i}`);
+      }
+      child = spawn(process.execPath, args, {
+        cwd: repoRoot,
+        stdio: ["ignore", "pipe", "pipe"],
+        detached: true,
+      });
+    } else {
+      const args = [
+        buildBaseline(),
+        "--port",
+        String(port),
+        "--workers",
+        String(this.opts.workers),
+      ];
+      args.push("--adapter", this.opts.adapter);
+      if (this.opts.adapter === "redis") {
+        args.push("--redis-url", this.opts.redisUrl ?? "", "--redis-prefix", prefix);
+      }
+      child = spawn(process.execPath, args, {
+        cwd: repoRoot,
+        stdio: ["ignore", "pipe", "pipe"],
+        detached: true,
+      });
+    }
+    child.stdout?.on("data", (d) => output.push(d));
+    child.stderr?.on("data", (d) => output.push(d));
+    let exited: string | undefined;
+    child.once("exit", (code, signal) => {
+      exited = `exited with code ${code} signal ${signal}`;
+    });
+    const node: ServiceNode = { port, pid: child.pid ?? 0, child, output };
+    this.nodes.push(node); // so stop() reaches it if readiness fails
+    await waitUntil(
+      `${this.system} node ${i} to be ready on port ${port}`,
+      async () => {
+        if (exited) throw new Error(`${this.system} ${exited} before it was ready:\n${output}`);
+        if (this.system === "weigot-ws") {
+          return (await httpStatus(`http://127.0.0.1:${port}/readyz`)) === 200 ? true : undefined;
+        }
+        return output.toString().includes("READY ") ? true : undefined;
+      },
+      30_000,
+      100,
+    );
+    this.nodes.pop();
+    return node;
+  }
+
+  /** SIGTERM to every primary, then SIGKILL to whatever of the service is still alive. */
+  async stop(): Promise<void> {
+    this.pids();
+    await Promise.all(
+      this.nodes.map(async (n) => {
+        if (n.child.exitCode !== null || n.child.signalCode !== null) return;
+        const exited = new Promise<void>((resolve) => n.child.once("exit", () => resolve()));
+        n.child.kill("SIGTERM");
+        const timedOut = await Promise.race([
+          exited.then(() => false),
+          sleep(15_000).then(() => true),
+        ]);
+        if (timedOut) {
+          process.stderr.write(`  ! ${this.system} on port ${n.port} ignored SIGTERM for 15 s\n`);
+          n.child.kill("SIGKILL");
+          await exited;
+        }
+      }),
+    );
+    await sleep(200);
+    for (const pid of this.knownPids) {
+      try {
+        process.kill(pid, 0);
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * The benchmark: `npm run bench [-- --scenario <name> --quick]`.
+ * Starts each system as a user would, drives it with the load generator, stops everything,
+ * prints a table per scenario (weigot-ws, baseline, ratio), and writes
+ * bench/results/<date>-<scenario>.json (+ .svg latency chart). See bench/README.md.
+ */
+import { parseArgs } from "node:util";
+import { machine, type ScenarioReport, table, writeResults } from "./lib/report.js";
+import { SYSTEMS, type SystemName } from "./lib/systems.js";
+import { repoRoot } from "./lib/util.js";
+import type { BenchOptions, Scenario } from "./scenarios/common.js";
+import { connections } from "./scenarios/connections.js";
+import { fanout } from "./scenarios/fanout.js";
+import { latency } from "./scenarios/latency.js";
+import { presence } from "./scenarios/presence.js";
+
+const SCENARIOS: Scenario[] = [connections, fanout, latency, presence];
+
+const USAGE = `usage: npm run bench -- [--scenario connections|fanout|latency|presence|all] [--quick]
+  [--systems weigot-ws,baseline] [--adapter cluster|redis] [--workers n] [--out-dir dir]
+  [--connections n] [--rate n] [--receivers n] [--step-seconds s] [--max-p99 ms]
+  [--trials n] [--online-users n]`;
+
+function num(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`expected a number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      scenario: { type: "string", multiple: true },
+      quick: { type: "boolean", default: false },
+      systems: { type: "string", default: SYSTEMS.join(",") },
+      adapter: { type: "string", default: "cluster" },
+      workers: { type: "string" },
+      "out-dir": { type: "string", default: `${repoRoot}/bench/results` },
+      connections: { type: "string" },
+      rate: { type: "string" },
+      receivers: { type: "string" },
+      "step-seconds": { type: "string" },
+      "max-p99": { type: "string" },
+      trials: { type: "string" },
+      "online-users": { type: "string" },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const names = (values.scenario ?? ["all"]).flatMap((s) => s.split(","));
+  const chosen = names.includes("all")
+    ? SCENARIOS
+    : SCENARIOS.filter((s) => names.includes(s.name));
+  const unknown = names.filter((n) => n !== "all" && !SCENARIOS.some((s) => s.name === n));
+  if (unknown.length > 0 || chosen.length === 0) {
+    console.error(`unknown scenario ${unknown.join(", ")}\n${USAGE}`);
+    return 2;
+  }
+  const systems = values.systems
+    .split(",")
+    .map((s) => (s === "weigot" ? "weigot-ws" : s))
+    .filter((s): s is SystemName => (SYSTEMS as string[]).includes(s));
+  if (values.adapter !== "cluster" && values.adapter !== "redis") {
+    console.error(`--adapter must be cluster or redis\n${USAGE}`);
+    return 2;
+  }
+  const opts: BenchOptions = {
+    quick: values.quick,
+    systems,
+    adapter: values.adapter,
+    workers: num(values.workers),
+    connections: num(values.connections),
+    rate: num(values.rate),
+    receivers: num(values.receivers),
+    stepSeconds: num(values["step-seconds"]),
+    maxP99: num(values["max-p99"]),
+    trials: num(values.trials),
+    onlineUsers: num(values["online-users"]),
+  };
+  const m = machine();
+  console.log(
+    `# weigot-ws bench${opts.quick ? " (quick)" : ""}: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Node ${m.node}, ${m.kernel}`,
+  );
+  console.log(
+    "(the load generator runs on the same machine and competes with the service for its CPUs)\n",
+  );
+  const t0 = Date.now();
+  const reports: ScenarioReport[] = [];
+  let errors = 0;
+  for (const scenario of chosen) {
+    process.stderr.write(`▶ ${scenario.name}${opts.quick ? " (quick)" : ""}\n`);
+    const report = await scenario.run(opts);
+    report.finishedAt = new Date();
+    reports.push(report);
+    const files = writeResults(report, values["out-dir"]);
+    console.log(table(report));
+    console.log(`\nwritten: ${files.join(", ")}\n`);
+    errors += report.errors.length;
+  }
+  console.log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s, ${errors} error(s)`);
+  return errors > 0 ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    console.error(err);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,116 @@
+/**
+ * The benchmark harness end to end, in its quick mode: `bench/run.ts --quick` for the
+ * connections and fanout scenarios starts weigot-ws (built CLI) and the baseline, drives them,
+ * stops them, prints the comparison table and writes the JSON (+ SVG) results.
+ * Needs `npm run build` first (the test script's pretest does it).
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const SYSTEMS = ["weigot-ws", "baseline"] as const;
+
+interface ResultFile {
+  scenario: string;
+  quick: boolean;
+  runs: { system: string; status: string; error?: string }[];
+  metrics: { key: string; label: string; values: Record<string, unknown> }[];
+  errors: string[];
+  series: { system: string; points: [number, number][] }[];
+}
+
+function runBench(
+  args: string[],
+  timeoutMs: number,
+): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "bench/run.ts", ...args], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+    });
+    child.stderr.on("data", (d) => {
+      err += d;
+    });
+    const timer = setTimeout(() => {
+      child.kill("SIGINT");
+      reject(new Error(`bench did not finish in ${timeoutMs} ms\n${out}\n${err}`));
+    }, timeoutMs);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, out: `${out}\n--- stderr ---\n${err}` });
+    });
+  });
+}
+
+describe("bench --quick (connections, fanout)", () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "weigot-bench-smoke-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("measures both systems, prints the table and writes results without errors", async () => {
+    // A lenient p99 limit: this checks the harness and both systems work, not their speed (other
+    // tests may share the CPUs).
+    const { code, out } = await runBench(
+      ["--quick", "--scenario", "connections,fanout", "--max-p99", "1000", "--out-dir", dir],
+      150_000,
+    );
+    assert.equal(code, 0, out);
+    for (const header of [
+      "| figure | weigot-ws | baseline | ratio |",
+      "### connections",
+      "### fanout",
+    ]) {
+      assert.ok(out.includes(header), `missing ${JSON.stringify(header)} in:\n${out}`);
+    }
+
+    const files = readdirSync(dir);
+    for (const scenario of ["connections", "fanout"]) {
+      const json = files.find((f) => f.endsWith(`-${scenario}-quick.json`));
+      assert.ok(json, `no JSON result for ${scenario} in ${files.join(", ")}`);
+      assert.ok(
+        files.some((f) => f.endsWith(`-${scenario}-quick.svg`)),
+        `no SVG chart for ${scenario}`,
+      );
+      const r = JSON.parse(readFileSync(path.join(dir, json), "utf8")) as ResultFile;
+      assert.equal(r.scenario, scenario);
+      assert.equal(r.quick, true);
+      assert.deepEqual(r.errors, [], `${scenario}: errors reported`);
+      for (const system of SYSTEMS) {
+        const run = r.runs.find((x) => x.system === system);
+        assert.equal(run?.status, "ok", `${scenario}/${system}: ${run?.error}`);
+        assert.ok(
+          r.series.some((s) => s.system === system && s.points.length > 0),
+          `${scenario}/${system}: no latency distribution`,
+        );
+      }
+      const figure = (key: string, system: string) => {
+        const v = r.metrics.find((m) => m.key === key)?.values[system];
+        assert.equal(typeof v, "number", `${scenario}/${system}: ${key} = ${JSON.stringify(v)}`);
+        return v as number;
+      };
+      for (const system of SYSTEMS) {
+        if (scenario === "connections") {
+          assert.ok(figure("held", system) > 0, `${system}: no connection held`);
+          assert.ok(figure("hs99", system) > 0);
+          assert.ok(figure("rssPerConn", system) > 0);
+        } else {
+          assert.ok(figure("best", system) > 0, `${system}: no sustained step`);
+          assert.ok(figure("p99", system) > 0);
+          assert.ok(figure("delivered", system) >= 99.9);
+        }
+      }
+      if (scenario === "connections") {
+        assert.equal(figure("failed", "weigot-ws"), 0, "weigot-ws: failed connects");
+      }
+    }
+  });
+});

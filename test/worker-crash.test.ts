@@ -1,0 +1,185 @@
+/**
+ * A worker killed with SIGKILL (it runs no disconnect handler): its users go offline for the
+ * others within 5 s unless they have another connection, the other worker's clients carry on
+ * undisturbed, and the primary forks a replacement.
+ */
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, it } from "node:test";
+import type { Envelope } from "../src/chat/protocol.js";
+import { type ChatClient, ClientPool } from "./support/chat-client.js";
+import { type ServiceHandle, startService, waitUntil } from "./support/service.js";
+
+interface StatusJson {
+  running: boolean;
+  ready: boolean;
+  workers: { id: number; pid: number; state: string; connections?: number }[];
+}
+
+const OFFLINE_WITHIN_MS = 5000;
+
+let service: ServiceHandle;
+
+function status(): StatusJson {
+  const r = service.cli(["status", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as StatusJson;
+}
+
+function pidOf(workerId: number): number {
+  const w = status().workers.find((x) => x.id === workerId);
+  assert.ok(w, `worker ${workerId} is in the status`);
+  return w.pid;
+}
+
+const about = (action: number, userId: string) => (e: Envelope) =>
+  e.action === action && e.data.content.userInfo?.userId === userId;
+const isText = (text: string) => (e: Envelope) =>
+  e.action === 300 && e.data.content.message === text;
+
+async function listIds(c: ChatClient): Promise<string[]> {
+  const reply = await c.request("onlineList");
+  return (reply.data.content.userList ?? []).map((u) => u.userId).sort();
+}
+
+before(async () => {
+  service = await startService();
+});
+
+after(async () => {
+  await service?.stop();
+});
+
+describe("a worker killed with SIGKILL", { timeout: 120_000 }, () => {
+  const pool = new ClientPool();
+  afterEach(() => pool.closeAll());
+
+  it("its users go offline within 5 s, the other worker's clients carry on, a replacement is forked", async () => {
+    const room = "crash-1";
+    const join = (username: string, opts = {}) =>
+      pool.connect(service.url, { username, room }, { transports: ["websocket"], ...opts });
+    // Round-robin: even joins on one worker, odd ones on the other.
+    const doomed1 = await join("doomed1");
+    const alive1 = await join("alive1");
+    const doomed2 = await join("doomed2", { transports: ["polling"] });
+    const alive2 = await join("alive2", { transports: ["polling"] });
+    const tabbedOnDoomed = await join("tabbed");
+    const tabbedOnAlive = await join("tabbed");
+    const comeback = await join("comeback", { reconnection: true, reconnectionDelayMax: 1000 });
+    const victimWorker = doomed1.worker;
+    for (const c of [doomed2, tabbedOnDoomed, comeback]) assert.equal(c.worker, victimWorker);
+    for (const c of [alive1, alive2, tabbedOnAlive]) assert.notEqual(c.worker, victimWorker);
+    const survivors = [alive1, alive2, tabbedOnAlive];
+    const marks = survivors.map((c) => c.mark());
+    const before = status();
+    assert.equal(before.workers.length, 2);
+    const victimPid = pidOf(victimWorker);
+
+    const killedAt = Date.now();
+    process.kill(victimPid, "SIGKILL");
+
+    // The killed worker's clients lose their connection.
+    for (const c of [doomed1, doomed2, tabbedOnDoomed]) {
+      const reason = await c.waitDisconnect("a doomed client to be disconnected", 10_000);
+      assert.match(reason, /transport (close|error)/);
+    }
+    // Its users who have no other connection go offline at every other client within 5 s.
+    for (const [i, c] of survivors.entries()) {
+      for (const user of ["doomed1", "doomed2"]) {
+        await c.waitFor(about(203, user), `203 for ${user}`, OFFLINE_WITHIN_MS + 2000, marks[i]);
+      }
+    }
+    const elapsed = Date.now() - killedAt;
+    assert.ok(elapsed < OFFLINE_WITHIN_MS, `offline announced after ${elapsed} ms`);
+
+    // The survivors were not disturbed and still talk to each other.
+    for (const c of survivors) {
+      assert.equal(c.connected, true);
+      assert.deepEqual(c.disconnects, []);
+    }
+    alive1.send({ type: "text", content: { message: "still here" } });
+    for (const [i, c] of survivors.entries()) {
+      await c.waitFor(isText("still here"), "message after the crash", 5000, marks[i]);
+    }
+    // "tabbed" kept a connection: no 203 for them (alive1's marker comes after the reaping).
+    await waitUntil(
+      async () => !(await listIds(alive2)).includes("doomed1"),
+      "doomed1 to leave the list",
+    );
+    alive1.send({ type: "text", content: { message: "after reaping" } });
+    for (const [i, c] of survivors.entries()) {
+      const marker = await c.waitFor(isText("after reaping"), "marker", 5000, marks[i]);
+      const upTo = c.received.indexOf(marker);
+      assert.deepEqual(
+        c.received.slice(marks[i], upTo).filter(about(203, "tabbed")),
+        [],
+        "no 203 for a user with a connection left",
+      );
+    }
+    const list = (await alive1.request("onlineList")).data.content.userList ?? [];
+    assert.deepEqual(
+      list.map((u) => u.userId).sort(),
+      ["alive1", "alive2", "tabbed"]
+        .concat(list.some((u) => u.userId === "comeback") ? ["comeback"] : [])
+        .sort(),
+    );
+    assert.equal(list.find((u) => u.userId === "tabbed")?.fd, tabbedOnAlive.fd);
+
+    // A replacement worker is forked and takes new sessions.
+    const replaced = await waitUntil(
+      () => {
+        const s = status();
+        return s.workers.length === 2 && s.workers.every((w) => w.state === "ready")
+          ? s
+          : undefined;
+      },
+      "a replacement worker",
+      15_000,
+    );
+    const pids = replaced.workers.map((w) => w.pid);
+    assert.ok(!pids.includes(victimPid), `the dead pid ${victimPid} is gone: ${pids}`);
+    assert.ok(pids.includes(before.workers.find((w) => w.id !== victimWorker)!.pid));
+    const fresh1 = await join("fresh1");
+    const fresh2 = await join("fresh2");
+    assert.notEqual(fresh1.worker, fresh2.worker);
+    const ids = replaced.workers.map((w) => w.id);
+    assert.ok(ids.includes(fresh1.worker) && ids.includes(fresh2.worker));
+
+    // A client with reconnection on comes back by itself, and is online again.
+    await comeback.waitReconnected(0, "comeback to reconnect", 15_000);
+    assert.notEqual(comeback.worker, victimWorker);
+    await waitUntil(async () => (await listIds(alive1)).includes("comeback"), "comeback online");
+    const msg = await comeback.say("back again");
+    assert.equal(msg.data.content.userInfo?.userId, "comeback");
+    await alive2.waitFor(isText("back again"), "comeback's message", 5000, marks[1]);
+  });
+
+  it("with both workers killed, the service comes back by itself", async () => {
+    const room = "crash-2";
+    const watcher = await pool.connect(service.url, { username: "w", room });
+    const pids = status().workers.map((w) => w.pid);
+    for (const pid of pids) process.kill(pid, "SIGKILL");
+    await watcher.waitDisconnect("the watcher to lose its worker", 10_000);
+    const back = await waitUntil(
+      () => {
+        const s = status();
+        return s.ready && s.workers.length === 2 && s.workers.every((w) => w.state === "ready")
+          ? s
+          : undefined;
+      },
+      "two fresh workers",
+      20_000,
+    );
+    for (const w of back.workers) assert.ok(!pids.includes(w.pid));
+    const a = await pool.connect(service.url, { username: "a", room });
+    const b = await pool.connect(service.url, { username: "b", room });
+    assert.notEqual(a.worker, b.worker);
+    // The killed watcher was reaped: the room holds exactly the new users.
+    await waitUntil(
+      async () => JSON.stringify(await listIds(a)) === JSON.stringify(["a", "b"]),
+      "the list to hold a and b only",
+    );
+    const m = await a.say("hello again");
+    assert.equal(m.action, 300);
+    await b.waitFor(isText("hello again"), "message across the new workers");
+  });
+});
