@@ -185,7 +185,7 @@ describe("a node killed with SIGKILL", { timeout: 90_000 }, () => {
     for (const o of obsB) {
       assert.deepEqual(await listIds(o), ["obs-b1", "obs-b2"]);
     }
-    // The survivor's status agrees: only its own clients are counted.
+    // `status` counts the deployment's users (from Redis): the dead node's are gone from it too.
     const status = await survivor.status();
     assert.equal(status.ready, true);
     assert.equal(status.users, 5, "obs-a1, obs-a2, also-here in room a; obs-b1, obs-b2 in room b");

@@ -4,6 +4,7 @@
  * undisturbed, and the primary forks a replacement.
  */
 import assert from "node:assert/strict";
+import http from "node:http";
 import { after, afterEach, before, describe, it } from "node:test";
 import type { Envelope } from "../src/chat/protocol.js";
 import { type ChatClient, ClientPool } from "./support/chat-client.js";
@@ -74,14 +75,10 @@ describe("a worker killed with SIGKILL", { timeout: 120_000 }, () => {
     assert.equal(before.workers.length, 2);
     const victimPid = pidOf(victimWorker);
 
+    const fromComeback = comeback.mark();
     const killedAt = Date.now();
     process.kill(victimPid, "SIGKILL");
 
-    // The killed worker's clients lose their connection.
-    for (const c of [doomed1, doomed2, tabbedOnDoomed]) {
-      const reason = await c.waitDisconnect("a doomed client to be disconnected", 10_000);
-      assert.match(reason, /transport (close|error)/);
-    }
     // Its users who have no other connection go offline at every other client within 5 s.
     for (const [i, c] of survivors.entries()) {
       for (const user of ["doomed1", "doomed2"]) {
@@ -145,41 +142,113 @@ describe("a worker killed with SIGKILL", { timeout: 120_000 }, () => {
     assert.ok(ids.includes(fresh1.worker) && ids.includes(fresh2.worker));
 
     // A client with reconnection on comes back by itself, and is online again.
-    await comeback.waitReconnected(0, "comeback to reconnect", 15_000);
+    await comeback.waitReconnected(fromComeback, "comeback to reconnect", 15_000);
     assert.notEqual(comeback.worker, victimWorker);
     await waitUntil(async () => (await listIds(alive1)).includes("comeback"), "comeback online");
     const msg = await comeback.say("back again");
     assert.equal(msg.data.content.userInfo?.userId, "comeback");
     await alive2.waitFor(isText("back again"), "comeback's message", 5000, marks[1]);
+
+    // The killed worker's clients lost their connection (and were not left hanging).
+    for (const [name, c] of [
+      ["doomed1 (websocket)", doomed1],
+      ["doomed2 (polling)", doomed2],
+      ["tabbed (websocket)", tabbedOnDoomed],
+    ] as const) {
+      const reason = await c.waitDisconnect(`${name} to be disconnected`, 10_000);
+      assert.match(reason, /transport (close|error)/);
+    }
   });
 
-  it("with both workers killed, the service comes back by itself", async () => {
+  it("when a second worker dies just after the first, the users of both still go offline", async () => {
+    // Worker B is frozen (SIGSTOP) while worker A is killed: A's users are then handed to B to
+    // be announced offline, and B dies too before it can do so.
     const room = "crash-2";
-    const watcher = await pool.connect(service.url, { username: "w", room });
-    const pids = status().workers.map((w) => w.pid);
-    for (const pid of pids) process.kill(pid, "SIGKILL");
-    await watcher.waitDisconnect("the watcher to lose its worker", 10_000);
+    const onA = await pool.connect(service.url, { username: "on-a", room });
+    const onB = await pool.connect(service.url, { username: "on-b", room });
+    assert.notEqual(onA.worker, onB.worker);
+    const workers = status().workers;
+    const pidA = workers.find((w) => w.id === onA.worker)!.pid;
+    const pidB = workers.find((w) => w.id === onB.worker)!.pid;
+    process.kill(pidB, "SIGSTOP");
+    try {
+      process.kill(pidA, "SIGKILL");
+      // The primary has seen A go (and forks its replacement).
+      await waitUntil(() => !status().workers.some((w) => w.pid === pidA), "A to leave the status");
+    } finally {
+      process.kill(pidB, "SIGKILL");
+    }
     const back = await waitUntil(
       () => {
         const s = status();
-        return s.ready && s.workers.length === 2 && s.workers.every((w) => w.state === "ready")
+        return s.ready &&
+          s.workers.length === 2 &&
+          s.workers.every((w) => w.state === "ready" && w.pid !== pidA && w.pid !== pidB)
           ? s
           : undefined;
       },
       "two fresh workers",
       20_000,
     );
-    for (const w of back.workers) assert.ok(!pids.includes(w.pid));
     const a = await pool.connect(service.url, { username: "a", room });
     const b = await pool.connect(service.url, { username: "b", room });
-    assert.notEqual(a.worker, b.worker);
-    // The killed watcher was reaped: the room holds exactly the new users.
+    assert.notEqual(
+      a.worker,
+      b.worker,
+      `new sessions alternate over ${JSON.stringify(back.workers.map((w) => w.id))}`,
+    );
+    // Both dead workers' users were reaped: the room holds exactly the new users.
     await waitUntil(
       async () => JSON.stringify(await listIds(a)) === JSON.stringify(["a", "b"]),
       "the list to hold a and b only",
-    );
+    ).catch(async (err: unknown) => {
+      assert.fail(`${String(err)}; the list is ${JSON.stringify(await listIds(a))}`);
+    });
     const m = await a.say("hello again");
     assert.equal(m.action, 300);
     await b.waitFor(isText("hello again"), "message across the new workers");
+  });
+
+  it("a request on its way to a worker that dies before taking it is not left hanging", async () => {
+    // A polling client's next request goes through the primary to the session's worker; the
+    // worker is frozen so that it cannot take the request, then killed.
+    const client = await pool.connect(
+      service.url,
+      { username: "poller", room: "crash-3" },
+      { transports: ["polling"] },
+    );
+    const sid = (client.socket.io.engine as unknown as { id: string }).id;
+    const pid = pidOf(client.worker);
+    process.kill(pid, "SIGSTOP");
+    const answered = new Promise<string>((resolve) => {
+      const req = http.get(
+        {
+          host: "127.0.0.1",
+          port: service.port,
+          path: `/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(sid)}`,
+          agent: false,
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve(`HTTP ${res.statusCode}`));
+          res.on("error", () => resolve("closed"));
+        },
+      );
+      req.on("error", (err) => resolve(`closed (${err.message})`));
+      req.setTimeout(10_000, () => {
+        req.destroy();
+        resolve("no answer in 10 s");
+      });
+    });
+    // Let the primary hand the request over, then kill the worker.
+    await new Promise((r) => setTimeout(r, 200));
+    process.kill(pid, "SIGKILL");
+    const outcome = await answered;
+    assert.notEqual(outcome, "no answer in 10 s", "the request was left hanging");
+    await waitUntil(
+      () => status().workers.every((w) => w.pid !== pid && w.state === "ready"),
+      "a replacement",
+      15_000,
+    );
   });
 });

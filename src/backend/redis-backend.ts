@@ -1,17 +1,20 @@
 import { createAdapter } from "@socket.io/redis-adapter";
 import { createClient } from "redis";
 import type { Server } from "socket.io";
+import { ChatError } from "../chat/chat-error.js";
 import type { UserInfo } from "../chat/protocol.js";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../log/logger.js";
 import type { Heartbeat } from "../presence/owner-heartbeat.js";
-import type {
-  JoinResult,
-  LeaveResult,
-  PresenceConnection,
-  PresenceStore,
+import {
+  type JoinResult,
+  type LeaveResult,
+  type PresenceConnection,
+  type PresenceStore,
+  toUserInfo,
 } from "../presence/presence-store.js";
 import { RedisPresenceStore } from "../presence/redis-presence-store.js";
+import { withTimeout } from "../util/deferred.js";
 import { type Backend, CLEAN_NODE_ENV } from "./backend.js";
 
 function newClient(url: string) {
@@ -30,34 +33,49 @@ type RedisClient = ReturnType<typeof newClient>;
 export const reapIntervalMs = (nodeTimeout: number) => Math.max(500, (nodeTimeout * 1000) / 5);
 export const ownerTtlMs = (nodeTimeout: number) => nodeTimeout * 1000 - reapIntervalMs(nodeTimeout);
 
+/** How long a presence read or join may wait for Redis before the client gets E_INTERNAL. */
+const PRESENCE_TIMEOUT_MS = 3000;
+
 /**
  * The Redis store, plus this process's own list of live connections kept in step with it (the
  * heartbeat rewrites Redis from that list after an outage, a FLUSH or a restart of Redis).
  */
 class LocalTrackingStore implements PresenceStore {
   readonly local = new Map<string, PresenceConnection>();
+  /** Connections whose leave Redis lost or refused: their 203 waits until presence is rebuilt. */
+  readonly lostLeaves: { user: UserInfo; at: number }[] = [];
 
   constructor(readonly inner: RedisPresenceStore) {}
 
   join(conn: PresenceConnection): Promise<JoinResult> {
     this.local.set(conn.fd, conn);
-    return this.inner.join(conn);
+    // The join stays queued if Redis is down; the leave that follows the refusal is queued after it.
+    return failFast(this.inner.join(conn));
   }
-  leave(fd: string): Promise<LeaveResult> {
+  async leave(fd: string): Promise<LeaveResult> {
+    const conn = this.local.get(fd);
     this.local.delete(fd);
-    return this.inner.leave(fd);
+    try {
+      const result = await this.inner.leave(fd);
+      if (!result.user && conn) this.lostLeaves.push({ user: toUserInfo(conn), at: Date.now() });
+      return result;
+    } catch (err) {
+      // The heartbeat's count check will drop the entry from Redis by a resync.
+      if (conn) this.lostLeaves.push({ user: toUserInfo(conn), at: Date.now() });
+      throw err;
+    }
   }
   list(room: string): Promise<UserInfo[]> {
-    return this.inner.list(room);
+    return failFast(this.inner.list(room));
   }
   find(room: string, userIdOrFd: string): Promise<UserInfo | undefined> {
-    return this.inner.find(room, userIdOrFd);
+    return failFast(this.inner.find(room, userIdOrFd));
   }
   removeOwner(owner: string): Promise<UserInfo[]> {
     return this.inner.removeOwner(owner);
   }
   stats(): Promise<{ connections: number; users: number }> {
-    return this.inner.stats();
+    return failFast(this.inner.stats());
   }
   close(): Promise<void> {
     return this.inner.close();
@@ -143,16 +161,49 @@ export class RedisBackend implements Backend {
     this.heartbeat = store.startHeartbeat(this.owner, {
       connections: () => [...this.presence.local.values()],
       onError: (err) => this.setUp(false, String(err)),
-      onResync: (n) =>
-        this.log.warn("redis had lost this process's presence; rewrote it", { connections: n }),
+      onResync: (n) => {
+        // The first beat of every process "resyncs" nothing: not worth a warning.
+        if (n > 0)
+          this.log.warn("redis had lost this process's presence; rewrote it", { connections: n });
+      },
     });
     const every = reapIntervalMs(this.config.nodeTimeout);
     this.reaper = setInterval(() => {
       store.reapExpired().then(announce, () => {
         // Redis is down: the heartbeat reports it; the next round retries.
       });
+      if (this.up) void this.announceLostLeaves(announce, every);
     }, every);
     this.reaper.unref();
+  }
+
+  /**
+   * Users whose leave Redis lost (it came back empty) or refused (it was down) were never
+   * announced. Once every process has had a heartbeat to rewrite its entries since (older than
+   * one round), those no longer online in their room are.
+   */
+  private async announceLostLeaves(
+    announce: (users: UserInfo[]) => void,
+    minAgeMs: number,
+  ): Promise<void> {
+    const { lostLeaves } = this.presence;
+    const cutoff = Date.now() - minAgeMs;
+    const ripe = lostLeaves.filter((l) => l.at <= cutoff);
+    if (ripe.length === 0) return;
+    lostLeaves.splice(0, ripe.length);
+    const offline: UserInfo[] = [];
+    const seen = new Set<string>();
+    for (const { user } of ripe) {
+      const key = `${user.room}\n${user.userId}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const still = await this.presence.inner.find(user.room, user.userId).catch(() => {
+        lostLeaves.push({ user, at: Date.now() });
+        return user;
+      });
+      if (!still) offline.push(user);
+    }
+    announce(offline);
   }
 
   onHealth(listener: (up: boolean) => void): void {
@@ -172,4 +223,13 @@ export class RedisBackend implements Backend {
     })();
     return this.closing;
   }
+}
+
+function failFast<T>(promise: Promise<T>): Promise<T> {
+  return withTimeout(promise, PRESENCE_TIMEOUT_MS, "presence (redis)").catch((err: unknown) => {
+    throw new ChatError(
+      "E_INTERNAL",
+      `presence is unavailable: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  });
 }

@@ -269,7 +269,7 @@ export class Primary {
   }
 
   /** Graceful stop: runs once; every client is told, then the workers drain and exit. */
-  stop(reason: string): Promise<void> {
+  stop(reason: string, exitCode = 0): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info("stopping", { reason });
       const hardStop = setTimeout(() => {
@@ -300,7 +300,7 @@ export class Primary {
         setTimeout(resolve, 500).unref();
       });
       clearTimeout(hardStop);
-      process.exit(0);
+      process.exit(exitCode);
     })();
     return this.stopping;
   }

@@ -20,7 +20,7 @@ export async function start(raw: Record<string, unknown>, argv: string[]): Promi
   } catch (err) {
     process.stderr.write(`weigot-ws: ${err instanceof Error ? err.message : String(err)}\n`);
     if (!(err instanceof AlreadyRunningError))
-      await primary.stop("failed to start").catch(() => {});
+      await primary.stop("failed to start", 1).catch(() => {});
     return 1;
   }
   // Keeps running until a signal stops the primary (which exits the process itself).
