@@ -1,6 +1,12 @@
 /**
  * The browser chat page (public/) against the real service (2 workers), in Debian's Chromium
  * driven by playwright-core. Never downloads a browser: /usr/bin/chromium must exist.
+ *
+ * Then the same two-page chat through the real nginx (deploy/nginx.conf) in front of two nodes in
+ * Redis mode, with the two chatting pages served by different nodes. nginx picks the node by
+ * hashing the client address, and Chromium's loopback connections all come from 127.0.0.1, so
+ * each page opens a relay (test/support/source-relay.ts) that reaches nginx from a 127.0.0.x
+ * address that nginx sends to the wanted node.
  */
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
@@ -13,7 +19,16 @@ import {
   type Locator,
   type Page,
 } from "playwright-core";
+import {
+  addressesPerNode,
+  type NodeHandle,
+  type NodeStatus,
+  startNode,
+} from "./support/cluster-nodes.js";
+import { type NginxHandle, startNginx } from "./support/nginx.js";
+import { type RedisServer, startRedisServer } from "./support/redis-server.js";
 import { startService } from "./support/service.js";
+import { type SourceRelay, startSourceRelay } from "./support/source-relay.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const CHROMIUM_ARGS = [
@@ -102,7 +117,10 @@ async function waitForConnState(page: Page, wanted: string) {
   await waitUntil(`conn-state "${wanted}"`, async () => (await connState(page)) === wanted);
 }
 
-async function openPage(viewport = { width: 1000, height: 700 }): Promise<{
+async function openPage(
+  url: string,
+  viewport = { width: 1000, height: 700 },
+): Promise<{
   page: Page;
   problems: string[];
 }> {
@@ -115,17 +133,21 @@ async function openPage(viewport = { width: 1000, height: 700 }): Promise<{
     problems.push(`dialog ${dialog.type()}: ${dialog.message()}`);
     void dialog.dismiss();
   });
-  await page.goto(service.url);
+  await page.goto(url);
   return { page, problems };
 }
 
-/** Opens the page, joins `room` as `username` and waits until the page shows itself online. */
+/**
+ * Opens the page at `url` (default: the single service), joins `room` as `username` and waits
+ * until the page shows itself online.
+ */
 async function joinChat(
   username: string,
   room: string,
   viewport?: { width: number; height: number },
+  url = service.url,
 ): Promise<ChatPage> {
-  const { page, problems } = await openPage(viewport);
+  const { page, problems } = await openPage(url, viewport);
   assert.equal(await connState(page), "disconnected");
   await byTestId(page, "join-username").fill(username);
   await byTestId(page, "join-room").fill(room);
@@ -151,22 +173,91 @@ async function userIds(page: Page): Promise<string[]> {
   return ids.sort();
 }
 
+/**
+ * alice and bob (joined to one room, bob last) see each other join, chat both ways, see the
+ * typing indicator, and alice sees bob leave; `other`, in another room, sees none of it. Saves a
+ * screenshot of alice's page as test-artifacts/<screenshot>.
+ */
+async function twoPageChat(alice: ChatPage, bob: ChatPage, other: ChatPage, screenshot: string) {
+  // Joins: alice sees bob arrive (202); bob's list (201) holds both, once each.
+  await userItem(alice.page, bob.userId).waitFor({ timeout: WAIT_MS });
+  await alice.page
+    .locator('[data-testid="system-item"]', { hasText: "bob" })
+    .waitFor({ timeout: WAIT_MS });
+  assert.deepEqual(await userIds(alice.page), [alice.userId, bob.userId].sort());
+  assert.deepEqual(await userIds(bob.page), [alice.userId, bob.userId].sort());
+  assert.match((await byTestId(bob.page, "private-target").textContent()) ?? "", /everyone/);
+
+  // Chat both ways, with the sender's name and time.
+  await send(alice, "hello from alice");
+  const atBob = await waitForMessage(bob.page, "hello from alice");
+  assert.equal(await atBob.getAttribute("data-from"), alice.userId);
+  assert.equal(await atBob.getAttribute("data-type"), "text");
+  assert.equal(await atBob.getAttribute("data-private"), "false");
+  assert.match((await atBob.locator(".sender").textContent()) ?? "", /alice/);
+  assert.match((await atBob.locator("time").textContent()) ?? "", /\d{1,2}:\d{2}/);
+  const ownCopy = await waitForMessage(alice.page, "hello from alice");
+  assert.equal(await ownCopy.count(), 1, "the sender sees its message once");
+  assert.equal(await byTestId(alice.page, "composer-input").inputValue(), "");
+
+  await send(bob, "hi alice, bob here");
+  const atAlice = await waitForMessage(alice.page, "hi alice, bob here");
+  assert.equal(await atAlice.getAttribute("data-from"), bob.userId);
+
+  // Typing: bob types, alice sees it, and it goes away by itself when bob stops.
+  const typing = byTestId(alice.page, "typing-indicator");
+  assert.equal(await typing.isVisible(), false);
+  await byTestId(bob.page, "composer-input").pressSequentially("still typ", { delay: 20 });
+  await typing.filter({ hasText: "bob" }).waitFor({ state: "visible", timeout: WAIT_MS });
+  await typing.waitFor({ state: "hidden", timeout: WAIT_MS });
+  await byTestId(bob.page, "composer-input").fill("");
+
+  await mkdir(ARTIFACTS, { recursive: true });
+  await alice.page.screenshot({ path: `${ARTIFACTS}${screenshot}` });
+
+  // Another room sees none of it.
+  assert.deepEqual(await userIds(other.page), [other.userId]);
+  assert.equal(await messageItems(other.page).count(), 0);
+  assert.equal(await other.page.locator('[data-testid="system-item"]').count(), 0);
+  assert.equal(await byTestId(other.page, "typing-indicator").isVisible(), false);
+
+  // Bob leaves: alice's list drops him, bob's page says disconnected and shows the form again.
+  await byTestId(bob.page, "leave").click();
+  await waitForConnState(bob.page, "disconnected");
+  await byTestId(bob.page, "join-form").waitFor({ state: "visible", timeout: WAIT_MS });
+  await userItem(alice.page, bob.userId).waitFor({ state: "detached", timeout: LEAVE_WAIT_MS });
+  assert.deepEqual(await userIds(alice.page), [alice.userId]);
+  assert.equal(await connState(alice.page), "connected");
+
+  assert.equal(await messageItems(other.page).count(), 0);
+  for (const chat of [alice, bob, other]) assert.deepEqual(chat.problems, []);
+}
+
+// One browser for the whole file.
+before(async () => {
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  await mkdir(ARTIFACTS, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+async function closeContexts() {
+  await Promise.all(contexts.map((context) => context.close()));
+  contexts = [];
+}
+
 describe("browser chat page", { timeout: 120_000 }, () => {
   before(async () => {
     service = await startService([], {
       WEIGOT_WS_MAX_MESSAGE_LENGTH: String(MAX_MESSAGE_LENGTH),
     });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-    await mkdir(ARTIFACTS, { recursive: true });
   });
 
-  afterEach(async () => {
-    await Promise.all(contexts.map((context) => context.close()));
-    contexts = [];
-  });
+  afterEach(closeContexts);
 
   after(async () => {
-    await browser?.close();
     await service?.stop();
   });
 
@@ -175,59 +266,7 @@ describe("browser chat page", { timeout: 120_000 }, () => {
     const other = await joinChat("carol", uniqueRoom());
     const alice = await joinChat("alice", room);
     const bob = await joinChat("bob", room);
-
-    // Joins: alice sees bob arrive (202); bob's list (201) holds both, once each.
-    await userItem(alice.page, bob.userId).waitFor({ timeout: WAIT_MS });
-    await alice.page
-      .locator('[data-testid="system-item"]', { hasText: "bob" })
-      .waitFor({ timeout: WAIT_MS });
-    assert.deepEqual(await userIds(alice.page), [alice.userId, bob.userId].sort());
-    assert.deepEqual(await userIds(bob.page), [alice.userId, bob.userId].sort());
-    assert.match((await byTestId(bob.page, "private-target").textContent()) ?? "", /everyone/);
-
-    // Chat both ways, with the sender's name and time.
-    await send(alice, "hello from alice");
-    const atBob = await waitForMessage(bob.page, "hello from alice");
-    assert.equal(await atBob.getAttribute("data-from"), alice.userId);
-    assert.equal(await atBob.getAttribute("data-type"), "text");
-    assert.equal(await atBob.getAttribute("data-private"), "false");
-    assert.match((await atBob.locator(".sender").textContent()) ?? "", /alice/);
-    assert.match((await atBob.locator("time").textContent()) ?? "", /\d{1,2}:\d{2}/);
-    const ownCopy = await waitForMessage(alice.page, "hello from alice");
-    assert.equal(await ownCopy.count(), 1, "the sender sees its message once");
-    assert.equal(await byTestId(alice.page, "composer-input").inputValue(), "");
-
-    await send(bob, "hi alice, bob here");
-    const atAlice = await waitForMessage(alice.page, "hi alice, bob here");
-    assert.equal(await atAlice.getAttribute("data-from"), bob.userId);
-
-    // Typing: bob types, alice sees it, and it goes away by itself when bob stops.
-    const typing = byTestId(alice.page, "typing-indicator");
-    assert.equal(await typing.isVisible(), false);
-    await byTestId(bob.page, "composer-input").pressSequentially("still typ", { delay: 20 });
-    await typing.filter({ hasText: "bob" }).waitFor({ state: "visible", timeout: WAIT_MS });
-    await typing.waitFor({ state: "hidden", timeout: WAIT_MS });
-    await byTestId(bob.page, "composer-input").fill("");
-
-    await mkdir(ARTIFACTS, { recursive: true });
-    await alice.page.screenshot({ path: `${ARTIFACTS}chat.png` });
-
-    // Another room sees none of it.
-    assert.deepEqual(await userIds(other.page), [other.userId]);
-    assert.equal(await messageItems(other.page).count(), 0);
-    assert.equal(await other.page.locator('[data-testid="system-item"]').count(), 0);
-    assert.equal(await byTestId(other.page, "typing-indicator").isVisible(), false);
-
-    // Bob leaves: alice's list drops him, bob's page says disconnected and shows the form again.
-    await byTestId(bob.page, "leave").click();
-    await waitForConnState(bob.page, "disconnected");
-    await byTestId(bob.page, "join-form").waitFor({ state: "visible", timeout: WAIT_MS });
-    await userItem(alice.page, bob.userId).waitFor({ state: "detached", timeout: LEAVE_WAIT_MS });
-    assert.deepEqual(await userIds(alice.page), [alice.userId]);
-    assert.equal(await connState(alice.page), "connected");
-
-    assert.equal(await messageItems(other.page).count(), 0);
-    for (const chat of [alice, bob, other]) assert.deepEqual(chat.problems, []);
+    await twoPageChat(alice, bob, other, "chat.png");
   });
 
   it("renders markup in a message as text: no element, no script", async () => {
@@ -343,5 +382,125 @@ describe("browser chat page", { timeout: 120_000 }, () => {
     }
     await chat.page.screenshot({ path: `${ARTIFACTS}chat-phone.png` });
     assert.deepEqual(chat.problems, []);
+  });
+});
+
+/** The engine.io transport of the page's live socket ("polling", "websocket"), "" when none. */
+async function transportOf(page: Page): Promise<string> {
+  // `state` is a top-level const of public/app.js (a classic script): visible to evaluated code.
+  return page.evaluate("state.socket ? state.socket.io.engine.transport.name : ''");
+}
+
+/** The access-log lines nginx wrote so far for requests from `address`. */
+function accessLines(nginx: NginxHandle, address: string): string[] {
+  return nginx
+    .output()
+    .split("\n")
+    .filter((line) => line.startsWith(`${address} - [`));
+}
+
+describe("browser chat page through nginx across two nodes", { timeout: 120_000 }, () => {
+  let redis: RedisServer | undefined;
+  let nodes: NodeHandle[] = [];
+  let nginx: NginxHandle | undefined;
+  const relays: SourceRelay[] = [];
+  /** nodes[n] is reached through nginx from sourceFor[n]. */
+  let sourceFor: string[] = [];
+
+  before(async () => {
+    redis = await startRedisServer();
+    const redisUrl = redis.url;
+    nodes = await Promise.all(["a", "b"].map((nodeId) => startNode({ redisUrl, nodeId })));
+    nginx = await startNginx({ upstreams: nodes.map((n) => n.port) });
+    const byPort = await addressesPerNode(
+      nginx,
+      nodes.map((n) => n.port),
+    );
+    sourceFor = nodes.map((n) => byPort.get(n.port) as string);
+  });
+
+  afterEach(closeContexts);
+
+  after(async () => {
+    await closeContexts();
+    await Promise.all(relays.map((relay) => relay.close()));
+    await nginx?.stop();
+    await Promise.all(nodes.map((node) => node.stop()));
+    await redis?.stop();
+  });
+
+  /** A relay into nginx from the source address nginx sends to nodes[n]; for one page. */
+  async function relayTo(n: number): Promise<SourceRelay> {
+    assert.ok(nginx);
+    const relay = await startSourceRelay({ port: nginx.port }, sourceFor[n]);
+    relays.push(relay);
+    return relay;
+  }
+
+  async function connectionsPerNode(): Promise<number[]> {
+    const statuses: NodeStatus[] = await Promise.all(nodes.map((node) => node.status()));
+    return statuses.map((status) => status.connections);
+  }
+
+  /** Waits until `status --json` of each node counts `expected[n]` sockets. */
+  async function waitForConnections(expected: number[], what: string) {
+    let last: number[] = [];
+    await waitUntil(`connections per node ${JSON.stringify(expected)} ${what}`, async () => {
+      last = await connectionsPerNode();
+      return last.every((count, n) => count === expected[n]);
+    }).catch((err: Error) => {
+      assert.fail(`${err.message}; last seen ${JSON.stringify(last)}`);
+    });
+  }
+
+  it("two users on different nodes see each other, chat, type and leave; another room sees nothing", async () => {
+    assert.ok(nginx);
+    assert.notEqual(sourceFor[0], sourceFor[1]);
+    assert.deepEqual(await connectionsPerNode(), [0, 0], "no connections before the pages join");
+    const room = uniqueRoom();
+    // carol (another room) and alice on node a, bob on node b.
+    const other = await joinChat("carol", uniqueRoom(), undefined, (await relayTo(0)).url);
+    const alice = await joinChat("alice", room, undefined, (await relayTo(0)).url);
+    const bob = await joinChat("bob", room, undefined, (await relayTo(1)).url);
+
+    // Every page has upgraded from polling to a WebSocket, through nginx.
+    for (const chat of [other, alice, bob]) {
+      await waitUntil(
+        `${chat.username}'s socket to upgrade to websocket`,
+        async () => (await transportOf(chat.page)) === "websocket",
+      );
+    }
+    // Where they landed, as the nodes count it: 2 sockets on a (carol, alice), 1 on b (bob).
+    await waitForConnections([2, 1], "after the joins");
+    // And as nginx logged it: every request of a page's address went to that page's node, the
+    // page itself and the polling handshake included.
+    for (const [n, address] of sourceFor.entries()) {
+      const lines = accessLines(nginx, address);
+      const upstream = `upstream=127.0.0.1:${nodes[n].port} `;
+      assert.ok(
+        lines.some((line) => line.includes('"GET / HTTP/1.1" 200')),
+        `the page loaded through nginx from ${address}:\n${lines.join("\n")}`,
+      );
+      assert.ok(
+        lines.some((line) => /"GET \/socket\.io\/\?EIO=4&transport=polling[^"]*" 200 /.test(line)),
+        `a polling handshake through nginx from ${address}:\n${lines.join("\n")}`,
+      );
+      for (const line of lines) {
+        // The probe of addressesPerNode() is from the same address and also went to node n.
+        assert.ok(line.includes(upstream), `from ${address} to node ${nodes[n].nodeId}: ${line}`);
+      }
+    }
+
+    await twoPageChat(alice, bob, other, "chat-nginx.png");
+
+    // bob's socket on node b is gone; nginx logged his WebSocket (101) once it closed, to node b.
+    await waitForConnections([2, 0], "after bob left");
+    await waitUntil("nginx to log bob's closed WebSocket", async () =>
+      accessLines(nginx as NginxHandle, sourceFor[1]).some(
+        (line) =>
+          /"GET \/socket\.io\/\?EIO=4&transport=websocket[^"]*" 101 /.test(line) &&
+          line.includes(`upstream=127.0.0.1:${nodes[1].port} `),
+      ),
+    );
   });
 });

@@ -135,12 +135,6 @@ describe("a worker killed with SIGKILL", { timeout: 120_000 }, () => {
     const pids = replaced.workers.map((w) => w.pid);
     assert.ok(!pids.includes(victimPid), `the dead pid ${victimPid} is gone: ${pids}`);
     assert.ok(pids.includes(before.workers.find((w) => w.id !== victimWorker)!.pid));
-    const fresh1 = await join("fresh1");
-    const fresh2 = await join("fresh2");
-    assert.notEqual(fresh1.worker, fresh2.worker);
-    const ids = replaced.workers.map((w) => w.id);
-    assert.ok(ids.includes(fresh1.worker) && ids.includes(fresh2.worker));
-
     // A client with reconnection on comes back by itself, and is online again.
     await comeback.waitReconnected(fromComeback, "comeback to reconnect", 15_000);
     assert.notEqual(comeback.worker, victimWorker);
@@ -148,6 +142,12 @@ describe("a worker killed with SIGKILL", { timeout: 120_000 }, () => {
     const msg = await comeback.say("back again");
     assert.equal(msg.data.content.userInfo?.userId, "comeback");
     await alive2.waitFor(isText("back again"), "comeback's message", 5000, marks[1]);
+    // New sessions alternate over the survivor and the replacement (nothing else connects now).
+    const fresh1 = await join("fresh1");
+    const fresh2 = await join("fresh2");
+    assert.notEqual(fresh1.worker, fresh2.worker);
+    const ids = replaced.workers.map((w) => w.id);
+    assert.ok(ids.includes(fresh1.worker) && ids.includes(fresh2.worker));
 
     // The killed worker's clients lost their connection (and were not left hanging).
     for (const [name, c] of [
