@@ -1,6 +1,6 @@
 import type { Server } from "socket.io";
 import type { UserInfo } from "../chat/protocol.js";
-import type { PresenceStore } from "../presence/presence-store.js";
+import type { PresenceEvent, PresenceStore } from "../presence/presence-store.js";
 
 /**
  * How a worker shares rooms and presence with the rest of the service: the cluster adapter and
@@ -10,8 +10,13 @@ export interface Backend {
   readonly presence: PresenceStore;
   /** Installs the Socket.IO adapter on the server. */
   attach(io: Server): void;
-  /** Starts background duties (heartbeats, reaping); `announce` tells rooms about reaped users. */
+  /**
+   * Starts background duties (heartbeats, reaping); `announce` tells rooms about users who went
+   * offline where the store could not tell them itself.
+   */
   start(announce: (users: UserInfo[]) => void): Promise<void>;
+  /** Receives every presence change (202/203) of the whole service, in the order it happened. */
+  onPresence(listener: (event: PresenceEvent) => void): void;
   /** Called with false when the shared backend is lost and true when it is back. */
   onHealth(listener: (up: boolean) => void): void;
   /** Stops background duties and closes connections. Idempotent. */

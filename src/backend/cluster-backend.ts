@@ -1,6 +1,9 @@
 import { createAdapter } from "@socket.io/cluster-adapter";
 import type { Server } from "socket.io";
+import type { PrimaryToWorker } from "../cluster/ipc-messages.js";
+import { isOurs } from "../cluster/ipc-messages.js";
 import { IpcPresenceStore } from "../presence/ipc-presence-store.js";
+import type { PresenceEvent } from "../presence/presence-store.js";
 import type { Backend } from "./backend.js";
 
 /** One machine, no Redis: rooms over the cluster adapter, presence in the primary. */
@@ -12,6 +15,13 @@ export class ClusterBackend implements Backend {
   }
 
   async start(): Promise<void> {}
+
+  onPresence(listener: (event: PresenceEvent) => void): void {
+    // The primary's store sends every change to every worker, in order, over IPC.
+    process.on("message", (msg: unknown) => {
+      if (isOurs<PrimaryToWorker>(msg) && msg.type === "wws:presence-event") listener(msg.event);
+    });
+  }
 
   onHealth(): void {
     // The IPC channel to the primary is this backend: when it goes, the worker exits.

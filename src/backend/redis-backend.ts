@@ -10,6 +10,7 @@ import {
   type JoinResult,
   type LeaveResult,
   type PresenceConnection,
+  type PresenceEvent,
   type PresenceStore,
   toUserInfo,
 } from "../presence/presence-store.js";
@@ -156,7 +157,6 @@ export class RedisBackend implements Backend {
       const stale = await store.removeNode(this.config.nodeId);
       if (stale.length)
         this.log.info("removed stale entries of a previous run", { users: stale.length });
-      announce(stale);
     }
     this.heartbeat = store.startHeartbeat(this.owner, {
       connections: () => [...this.presence.local.values()],
@@ -169,7 +169,8 @@ export class RedisBackend implements Backend {
     });
     const every = reapIntervalMs(this.config.nodeTimeout);
     this.reaper = setInterval(() => {
-      store.reapExpired().then(announce, () => {
+      // The store's scripts announce who went offline.
+      store.reapExpired().catch(() => {
         // Redis is down: the heartbeat reports it; the next round retries.
       });
       if (this.up) void this.announceLostLeaves(announce, every);
@@ -204,6 +205,21 @@ export class RedisBackend implements Backend {
       if (!still) offline.push(user);
     }
     announce(offline);
+  }
+
+  onPresence(listener: (event: PresenceEvent) => void): void {
+    // Published by the store's scripts, so every node sees the changes in the order they happened.
+    void this.sub
+      .subscribe(`${this.config.redisPrefix}:presence:events`, (message: string) => {
+        try {
+          listener(JSON.parse(message) as PresenceEvent);
+        } catch (err) {
+          this.log.error("bad presence event", { err: String(err) });
+        }
+      })
+      .catch((err: unknown) =>
+        this.log.error("presence events subscription failed", { err: String(err) }),
+      );
   }
 
   onHealth(listener: (up: boolean) => void): void {

@@ -1,7 +1,7 @@
 import type { Server, Socket } from "socket.io";
 import type { Authenticator } from "../auth/authenticate.js";
 import type { Logger } from "../log/logger.js";
-import type { PresenceStore } from "../presence/presence-store.js";
+import type { PresenceEvent, PresenceStore } from "../presence/presence-store.js";
 import { ChatError } from "./chat-error.js";
 import { envelope, errorEnvelope } from "./envelope.js";
 import { MessageIds } from "./message-ids.js";
@@ -51,6 +51,7 @@ export class ChatServer {
   /** How long a server-side close keeps its user online (see drain). */
   private leaveGraceMs = 0;
   private readonly pendingLeaves = new Set<Promise<void>>();
+  private readonly settingUp = new Set<Promise<void>>();
 
   constructor(private readonly opts: ChatServerOptions) {
     this.ids = new MessageIds(opts.owner.replace(/[^\w]/g, "").slice(-8) || "0");
@@ -78,11 +79,25 @@ export class ChatServer {
       );
     });
     io.on("connection", (socket) => {
-      this.onConnection(socket).catch((err) => this.fail(socket, err));
+      const setup = this.onConnection(socket).catch((err) => this.fail(socket, err));
+      this.settingUp.add(setup);
+      setup.finally(() => this.settingUp.delete(setup));
     });
   }
 
-  /** Announces to a room that users went offline (their process died and was reaped). */
+  /** Delivers a presence change to this worker's clients of the room (each worker gets each one). */
+  deliverPresence({ action, user }: PresenceEvent): void {
+    const message = `${user.username} ${action === Action.Online ? "joined" : "left"}`;
+    this.opts.io.local
+      .to(roomKey(user.room))
+      .except(userKey(user.room, user.userId))
+      .emit("message", envelope(action, "state", { userInfo: user, message }));
+  }
+
+  /**
+   * Announces, through the adapter, users the store could not announce itself (their leave was
+   * lost in a Redis outage).
+   */
   announceOffline(users: UserInfo[]): void {
     for (const user of users) {
       this.opts.io
@@ -104,6 +119,9 @@ export class ChatServer {
     this.draining = true;
     this.leaveGraceMs = graceMs;
     const { io } = this.opts;
+    // A client whose handshake is half done would lose its 201: let those finish first (later
+    // ones are closed as they finish, see onConnection).
+    await Promise.allSettled([...this.settingUp]);
     io.local.emit("message", envelope(Action.Server, "state", { message: notice }));
     for (const socket of io.of("/").sockets.values()) {
       // Let the notice flush before the transport goes.
@@ -115,23 +133,23 @@ export class ChatServer {
 
   private async onConnection(socket: ChatSocket): Promise<void> {
     const user = socket.data.user;
-    const { presence, io } = this.opts;
+    const { presence } = this.opts;
     socket.emit("message", envelope(Action.UserInfo, "state", { userInfo: user }));
     socket.join([roomKey(user.room), userKey(user.room, user.userId)]);
     socket.on("disconnect", (reason) => this.onDisconnect(socket, reason));
     this.bindEvents(socket);
-    const { first } = await presence.join({ ...user, owner: this.opts.owner });
+    // 202 for the others comes from the store's event stream (see deliverPresence).
+    await presence.join({ ...user, owner: this.opts.owner });
     socket.emit(
       "message",
       envelope(Action.UserList, "state", { userList: await presence.list(user.room) }),
     );
-    if (first) {
-      io.to(roomKey(user.room))
-        .except(userKey(user.room, user.userId))
-        .emit(
-          "message",
-          envelope(Action.Online, "state", { userInfo: user, message: `${user.username} joined` }),
-        );
+    if (this.draining) {
+      socket.emit(
+        "message",
+        envelope(Action.Server, "state", { message: "server restarting, reconnecting" }),
+      );
+      setImmediate(() => socket.conn.close());
     }
   }
 
@@ -140,9 +158,9 @@ export class ChatServer {
     if (!user) return;
     const serverSide = this.draining || reason === "server shutting down";
     const graceMs = serverSide ? this.leaveGraceMs : 0;
+    // 203, when it was the user's last connection, comes from the store's event stream.
     const leave = async () => {
-      const { user: left, last } = await this.opts.presence.leave(socket.id);
-      if (left && last) this.announceOffline([left]);
+      await this.opts.presence.leave(socket.id);
     };
     const run = (graceMs > 0 ? delay(graceMs).then(leave) : leave()).catch((err: unknown) => {
       this.log.error("presence leave failed", { fd: socket.id, err: String(err) });

@@ -1,4 +1,4 @@
-import type { UserInfo } from "../chat/protocol.js";
+import type { PresenceEvent } from "../presence/presence-store.js";
 
 /**
  * Messages between the primary and its workers, on the node:cluster IPC channel. The cluster
@@ -10,6 +10,7 @@ export type PrimaryToWorker =
   | { type: "wws:presence-reply"; id: number; result?: unknown; error?: string }
   | { type: "wws:drain"; notice: string; graceMs: number }
   | { type: "wws:reap"; owner: string }
+  | { type: "wws:presence-event"; event: PresenceEvent }
   | { type: "wws:stats-request"; id: number };
 
 export interface WorkerStats {
@@ -25,8 +26,7 @@ export type WorkerToPrimary =
   | { type: "wws:ready"; owner: string }
   | { type: "wws:presence-call"; id: number; method: string; args: unknown[] }
   | { type: "wws:stats-reply"; id: number; stats: WorkerStats }
-  | { type: "wws:health"; backendUp: boolean }
-  | { type: "wws:offline-announced"; users: UserInfo[] };
+  | { type: "wws:health"; backendUp: boolean };
 
 export function isOurs<T extends { type: string }>(msg: unknown): msg is T {
   return (

@@ -64,8 +64,13 @@ export class Primary {
   private readonly log: Logger;
   private readonly root: Logger;
   private readonly slots = new Map<number, Slot>();
-  private readonly store = new MemoryPresenceStore();
+  /** Cluster mode's presence: its changes go to every worker, in order, for their clients. */
+  private readonly store = new MemoryPresenceStore((event) => {
+    for (const slot of this.slots.values())
+      this.send(slot.worker, { type: "wws:presence-event", event });
+  });
   private readonly server: net.Server;
+  private readonly balancer: StickyBalancer;
   private readonly health: Server;
   private control?: Server;
   private readonly startedAt = Date.now();
@@ -81,7 +86,7 @@ export class Primary {
     this.root = createLogger(config, { node: config.nodeId });
     this.log = this.root.child({ component: "primary" });
     this.health = createHttpServer((req, res) => this.onHealthRequest(req, res));
-    const balancer = new StickyBalancer({
+    this.balancer = new StickyBalancer({
       routable: () =>
         [...this.slots.values()].filter((s) => s.state === "ready").map((s) => s.worker),
       byId: (id) => {
@@ -91,7 +96,7 @@ export class Primary {
       local: this.health,
       localPaths: new Set(["/healthz", "/readyz"]),
     });
-    this.server = net.createServer((socket) => balancer.handle(socket));
+    this.server = net.createServer((socket) => this.balancer.handle(socket));
   }
 
   /** Forks the workers, waits until every one is ready, then listens. */
@@ -186,13 +191,12 @@ export class Primary {
         }
         slot.backendUp = msg.backendUp;
         break;
-      case "wws:offline-announced":
-        break;
     }
   }
 
   private onWorkerExit(worker: Worker, code: number | null, signal: string | null): void {
     const slot = this.slots.get(worker.id);
+    this.balancer.dropWorker(worker);
     if (!slot) return;
     this.slots.delete(worker.id);
     const planned = slot.state === "draining" || this.stopping !== undefined;
@@ -218,8 +222,16 @@ export class Primary {
     }, delay).unref();
   }
 
-  /** Asks a live worker to remove a dead owner's connections and announce who went offline. */
+  /**
+   * Removes a dead owner's connections; the store announces who went offline. In Redis mode a
+   * live worker does it (the primary has no Redis client); should that worker die too, the TTL
+   * reaper still removes them within --node-timeout.
+   */
   private reap(owner: string): void {
+    if (this.config.adapter === "cluster") {
+      void this.store.removeOwner(owner);
+      return;
+    }
     this.pendingReaps.push(owner);
     this.flushReaps();
   }

@@ -26,6 +26,8 @@ const MAX_HEAD = 16 * 1024;
  */
 export class StickyBalancer {
   private next = 0;
+  /** Sockets written to a worker's channel but not yet delivered (the worker may be stuck). */
+  private readonly inFlight = new Map<Worker, Set<net.Socket>>();
 
   constructor(private readonly opts: StickyBalancerOptions) {}
 
@@ -69,9 +71,25 @@ export class StickyBalancer {
       return;
     }
     const msg: PrimaryToWorker = { type: "wws:connection", data };
-    worker.send(msg, socket, { keepOpen: false }, (err) => {
-      if (err) socket.destroy();
+    let pending = this.inFlight.get(worker);
+    if (!pending) {
+      pending = new Set();
+      this.inFlight.set(worker, pending);
+    }
+    pending.add(socket);
+    // Once written, the worker holds its own copy of the descriptor and ours can go. (With
+    // keepOpen: false, Node closes ours only when the worker acknowledges: a worker that dies
+    // first would leave the client hanging.)
+    worker.send(msg, socket, { keepOpen: true }, () => {
+      pending.delete(socket);
+      socket.destroy();
     });
+  }
+
+  /** A worker is gone: connections still queued for it are closed, so their clients retry. */
+  dropWorker(worker: Worker): void {
+    for (const socket of this.inFlight.get(worker) ?? []) socket.destroy();
+    this.inFlight.delete(worker);
   }
 
   private pick(): Worker | undefined {

@@ -149,6 +149,7 @@ export function runWorker(): void {
       maxImageBytes: config.maxImageBytes,
     });
     const announce = chat.announceOffline.bind(chat);
+    backend.onPresence(chat.deliverPresence.bind(chat));
     backend.onHealth((up) => send({ type: "wws:health", backendUp: up }));
     await backend.start(announce);
     ready = true;

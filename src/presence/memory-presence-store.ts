@@ -1,8 +1,9 @@
-import type { UserInfo } from "../chat/protocol.js";
+import { Action, type UserInfo } from "../chat/protocol.js";
 import {
   type JoinResult,
   type LeaveResult,
   type PresenceConnection,
+  type PresenceEvent,
   type PresenceStore,
   toUserInfo,
 } from "./presence-store.js";
@@ -16,6 +17,9 @@ export class MemoryPresenceStore implements PresenceStore {
   /** room → userId → the user's fds, in join order. Maps keep insertion order: oldest first. */
   private readonly rooms = new Map<string, Map<string, Set<string>>>();
   private readonly owners = new Map<string, Set<string>>();
+
+  /** @param onEvent receives every 202/203 change, synchronously, in order. */
+  constructor(private readonly onEvent: (event: PresenceEvent) => void = () => {}) {}
 
   async join(conn: PresenceConnection): Promise<JoinResult> {
     if (this.conns.has(conn.fd)) return { first: false };
@@ -32,6 +36,7 @@ export class MemoryPresenceStore implements PresenceStore {
       users.set(conn.userId, fds);
     }
     fds.add(conn.fd);
+    if (first) this.onEvent({ action: Action.Online, user: toUserInfo(conn) });
     let owned = this.owners.get(conn.owner);
     if (!owned) {
       owned = new Set();
@@ -59,7 +64,9 @@ export class MemoryPresenceStore implements PresenceStore {
       users?.delete(conn.userId);
       if (users?.size === 0) this.rooms.delete(conn.room);
     }
-    return { user: toUserInfo(conn), last };
+    const user = toUserInfo(conn);
+    if (last) this.onEvent({ action: Action.Offline, user });
+    return { user, last };
   }
 
   async list(room: string): Promise<UserInfo[]> {

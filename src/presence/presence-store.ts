@@ -1,4 +1,4 @@
-import type { UserInfo } from "../chat/protocol.js";
+import type { Action, UserInfo } from "../chat/protocol.js";
 
 /**
  * A live connection as the presence store keeps it. `owner` names the process that holds the
@@ -6,6 +6,15 @@ import type { UserInfo } from "../chat/protocol.js";
  */
 export interface PresenceConnection extends UserInfo {
   owner: string;
+}
+
+/**
+ * A change of who is online, published by the store itself in the order the changes happened,
+ * so that every worker can deliver it to its own clients in that order.
+ */
+export interface PresenceEvent {
+  action: typeof Action.Online | typeof Action.Offline;
+  user: UserInfo;
 }
 
 export interface JoinResult {

@@ -12,6 +12,13 @@
  *   B:user:<#room>:<room>:<userId> ZSET   fd → seq, the user's connections in the room, oldest first
  *   B:rooms                        SET    rooms with at least one user (for stats)
  *   B:seq                          STRING counter giving every connection its join order
+ *   B:events                       CHANNEL presence events, published by the scripts themselves
+ *
+ * Events: a user's first connection in a room publishes `{"action":202,"user":<info>}`, their last
+ * one leaving `{"action":203,…}`. Published inside the script, they reach every subscriber in the
+ * order the changes happened: a 203 and the 202 of the same user's next tab, made on two nodes at
+ * nearly the same time, can never be seen the wrong way round (announcing from each node after its
+ * script returned could).
  *
  * B:list makes list() one native ZRANGE (10,000 users: ~2 ms in Redis; a script building the list
  * per user took ~15 ms, and every connection of a busy room asks for the list).
@@ -33,6 +40,11 @@ local function show_key(room) return B .. ':show:' .. room end
 local function list_key(room) return B .. ':list:' .. room end
 -- room and userId are free text: the room's length keeps ("a:b", "c") apart from ("a", "b:c").
 local function user_key(room, user) return B .. ':user:' .. #room .. ':' .. room .. ':' .. user end
+-- Set by RESYNC: users put back after Redis lost them never went offline for anyone, so no 202.
+local QUIET_JOINS = false
+local function publish(action, info)
+  redis.call('PUBLISH', B .. ':events', '{"action":' .. action .. ',"user":' .. info .. '}')
+end
 
 -- Points the user's list entry at their oldest connection, or drops it when they have none.
 -- A user already listed keeps their place (score); a new one is placed at seq.
@@ -64,6 +76,7 @@ local function add(fd, owner, room, user, info)
   refresh_entry(room, user, seq)
   if not first then return 0 end
   redis.call('SADD', ROOMS, room)
+  if not QUIET_JOINS then publish(202, info) end
   return 1
 end
 
@@ -78,6 +91,7 @@ local function remove(fd)
   refresh_entry(room, user)
   local last = redis.call('EXISTS', user_key(room, user)) == 0
   if last and redis.call('EXISTS', show_key(room)) == 0 then redis.call('SREM', ROOMS, room) end
+  if last then publish(203, c[4]) end
   return c[4], last
 end
 
@@ -177,6 +191,7 @@ return intact and 1 or 0
  */
 export const RESYNC = script(`
 local owner = ARGV[2]
+QUIET_JOINS = true
 local wanted = {}
 for i = 4, #ARGV, 4 do wanted[ARGV[i]] = true end
 for _, fd in ipairs(redis.call('SMEMBERS', owner_key(owner))) do
