@@ -6,15 +6,20 @@ import type { PresenceEvent, PresenceStore } from "../presence/presence-store.js
  * How a worker shares rooms and presence with the rest of the service: the cluster adapter and
  * the primary's store on one machine, or the Redis adapter and a Redis store across machines.
  */
+/** What a backend may ask of the chat application (ChatServer implements it). */
+export interface PresenceSink {
+  /** Tells rooms about users who went offline where the store could not tell them itself. */
+  announceOffline(users: UserInfo[]): void;
+  /** Pushes every local client a fresh 201: presence events may have been lost in an outage. */
+  refreshLists(): Promise<void>;
+}
+
 export interface Backend {
   readonly presence: PresenceStore;
   /** Installs the Socket.IO adapter on the server. */
   attach(io: Server): void;
-  /**
-   * Starts background duties (heartbeats, reaping); `announce` tells rooms about users who went
-   * offline where the store could not tell them itself.
-   */
-  start(announce: (users: UserInfo[]) => void): Promise<void>;
+  /** Starts background duties (heartbeats, reaping, recovery after an outage). */
+  start(chat: PresenceSink): Promise<void>;
   /** Receives every presence change (202/203) of the whole service, in the order it happened. */
   onPresence(listener: (event: PresenceEvent) => void): void;
   /** Called with false when the shared backend is lost and true when it is back. */

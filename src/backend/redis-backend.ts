@@ -16,7 +16,7 @@ import {
 } from "../presence/presence-store.js";
 import { RedisPresenceStore } from "../presence/redis-presence-store.js";
 import { withTimeout } from "../util/deferred.js";
-import { type Backend, CLEAN_NODE_ENV } from "./backend.js";
+import { type Backend, CLEAN_NODE_ENV, type PresenceSink } from "./backend.js";
 
 function newClient(url: string) {
   return createClient({
@@ -150,7 +150,20 @@ export class RedisBackend implements Backend {
     );
   }
 
-  async start(announce: (users: UserInfo[]) => void): Promise<void> {
+  async start(chat: PresenceSink): Promise<void> {
+    const announce = (users: UserInfo[]) => chat.announceOffline(users);
+    // Events published while this process's subscription was down are lost: once every process
+    // has had a heartbeat to rebuild its entries, clients get a fresh list.
+    this.onHealth((up) => {
+      if (!up) return;
+      const timer = setTimeout(
+        () => {
+          if (this.up) chat.refreshLists().catch(() => {});
+        },
+        ownerTtlMs(this.config.nodeTimeout) / 3 + 500,
+      );
+      timer.unref();
+    });
     const store = this.presence.inner;
     if (process.env[CLEAN_NODE_ENV] === "1") {
       // This node restarted with the same id: what its previous run left is stale.

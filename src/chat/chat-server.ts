@@ -94,6 +94,16 @@ export class ChatServer {
       .emit("message", envelope(action, "state", { userInfo: user, message }));
   }
 
+  /** Pushes a fresh 201 to this worker's clients, one list per room. */
+  async refreshLists(): Promise<void> {
+    const { io, presence } = this.opts;
+    const rooms = [...io.of("/").adapter.rooms.keys()].filter((r) => r.startsWith(roomKey("")));
+    for (const key of rooms) {
+      const userList = await presence.list(key.slice(roomKey("").length));
+      io.local.to(key).emit("message", envelope(Action.UserList, "state", { userList }));
+    }
+  }
+
   /**
    * Announces, through the adapter, users the store could not announce itself (their leave was
    * lost in a Redis outage).

@@ -90,9 +90,9 @@ export function runWorker(): void {
         void stop(msg.notice, msg.graceMs);
         break;
       case "wws:reap":
+        // The store announces who went offline.
         backend?.presence
           .removeOwner(msg.owner)
-          .then((users) => chat?.announceOffline(users))
           .catch((err: unknown) =>
             log.error("reap failed", { owner: msg.owner, err: String(err) }),
           );
@@ -148,10 +148,9 @@ export function runWorker(): void {
       maxMessageLength: config.maxMessageLength,
       maxImageBytes: config.maxImageBytes,
     });
-    const announce = chat.announceOffline.bind(chat);
     backend.onPresence(chat.deliverPresence.bind(chat));
     backend.onHealth((up) => send({ type: "wws:health", backendUp: up }));
-    await backend.start(announce);
+    await backend.start(chat);
     ready = true;
     for (const [data, socket] of queue.splice(0)) accept(data, socket);
     send({ type: "wws:ready", owner });

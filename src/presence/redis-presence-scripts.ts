@@ -40,8 +40,6 @@ local function show_key(room) return B .. ':show:' .. room end
 local function list_key(room) return B .. ':list:' .. room end
 -- room and userId are free text: the room's length keeps ("a:b", "c") apart from ("a", "b:c").
 local function user_key(room, user) return B .. ':user:' .. #room .. ':' .. room .. ':' .. user end
--- Set by RESYNC: users put back after Redis lost them never went offline for anyone, so no 202.
-local QUIET_JOINS = false
 local function publish(action, info)
   redis.call('PUBLISH', B .. ':events', '{"action":' .. action .. ',"user":' .. info .. '}')
 end
@@ -76,7 +74,9 @@ local function add(fd, owner, room, user, info)
   refresh_entry(room, user, seq)
   if not first then return 0 end
   redis.call('SADD', ROOMS, room)
-  if not QUIET_JOINS then publish(202, info) end
+  -- Also when RESYNC puts back a user Redis had lost: whoever joined meanwhile got a list without
+  -- them. Clients that already show them online see a repeated 202, which changes nothing.
+  publish(202, info)
   return 1
 end
 
@@ -191,7 +191,6 @@ return intact and 1 or 0
  */
 export const RESYNC = script(`
 local owner = ARGV[2]
-QUIET_JOINS = true
 local wanted = {}
 for i = 4, #ARGV, 4 do wanted[ARGV[i]] = true end
 for _, fd in ipairs(redis.call('SMEMBERS', owner_key(owner))) do
