@@ -4,10 +4,12 @@
  * prints a table per scenario (weigot-ws, baseline, ratio), and writes
  * bench/results/<date>-<scenario>.json (+ .svg latency chart). See bench/README.md.
  */
+import os from "node:os";
 import { parseArgs } from "node:util";
+import { machineBusyMs } from "./lib/procfs.js";
 import { machine, type ScenarioReport, table, writeResults } from "./lib/report.js";
-import { SYSTEMS, type SystemName } from "./lib/systems.js";
-import { repoRoot } from "./lib/util.js";
+import { Deployment, SYSTEMS, type SystemName } from "./lib/systems.js";
+import { repoRoot, sleep } from "./lib/util.js";
 import type { BenchOptions, Scenario } from "./scenarios/common.js";
 import { connections } from "./scenarios/connections.js";
 import { fanout } from "./scenarios/fanout.js";
@@ -86,8 +88,23 @@ async function main(): Promise<number> {
     `# weigot-ws bench${opts.quick ? " (quick)" : ""}: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Node ${m.node}, ${m.kernel}`,
   );
   console.log(
-    "(the load generator runs on the same machine and competes with the service for its CPUs)\n",
+    "(the load generator runs on the same machine and competes with the service for its CPUs)",
   );
+  const busy0 = machineBusyMs();
+  await sleep(2_000);
+  const idleBusy = Math.round((machineBusyMs() - busy0) / 20);
+  console.log(
+    `machine CPU busy before the run: ${idleBusy}% of a core (load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(", ")})`,
+  );
+  if (idleBusy > 20) {
+    console.log(
+      "WARNING: other programs are using the CPUs: the figures below will be lower and noisier than on an idle machine",
+    );
+  }
+  console.log("");
   const t0 = Date.now();
   const reports: ScenarioReport[] = [];
   let errors = 0;
@@ -103,6 +120,14 @@ async function main(): Promise<number> {
   }
   console.log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s, ${errors} error(s)`);
   return errors > 0 ? 1 : 0;
+}
+
+// Interrupted: stop what was started (the services run detached; agents exit with this process).
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`\n${signal}: stopping the services started by the bench…\n`);
+    Deployment.stopAll().finally(() => process.exit(130));
+  });
 }
 
 main().then(

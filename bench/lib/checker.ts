@@ -13,6 +13,8 @@ export class Checker {
   problemCount = 0;
   /** Bench chat messages received and checked. */
   messages = 0;
+  /** Reconnection attempts (socket.io-client retries a connect that got no answer). */
+  reconnects = 0;
   /** Envelopes per action (weigot-ws). */
   readonly actions: Record<number, number> = {};
   /** Oddities that are not wrong as such (e.g. a 202 between the 200 and the 201). */
@@ -29,8 +31,11 @@ export class Checker {
       transports: ["websocket"],
       auth: { username, room },
       forceNew: true,
-      reconnection: false,
-      timeout: 10_000,
+      // socket.io-client's defaults: a lost connect answer (the baseline's sticky race) is retried
+      timeout: 20_000,
+    });
+    this.socket.io.on("reconnect_attempt", () => {
+      this.reconnects++;
     });
     this.socket.on("message", (payload: unknown) => this.check(payload));
   }
@@ -99,7 +104,7 @@ export class Checker {
   }
 
   /** Resolves once connected (and, for weigot-ws, once 200 and 201 arrived in that order). */
-  async ready(timeoutMs = 10_000): Promise<void> {
+  async ready(timeoutMs = 90_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const gotList = this.seen.includes(Action.UserList);
@@ -127,6 +132,7 @@ export class Checker {
   }
 
   close(): void {
+    this.socket.io.reconnection(false);
     this.socket.disconnect();
   }
 }
@@ -155,7 +161,10 @@ export function httpBase(wsUrl: string): string {
 
 /** Oddities noted by the checkers (not errors). */
 export function checkerNotes(checkers: Checker[]): string[] {
-  return checkers.flatMap((c) => c.notes);
+  return checkers.flatMap((c) => [
+    ...c.notes,
+    ...(c.reconnects > 0 ? [`${c.username}: ${c.reconnects} reconnection attempt(s)`] : []),
+  ]);
 }
 
 /** Problems seen by the checkers, as a list of messages. */

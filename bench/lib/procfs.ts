@@ -81,8 +81,9 @@ export interface CpuUse {
 
 /**
  * Measures the CPU used by groups of processes over an interval, as % of one core, plus
- * `busiest` (the busiest single process of the `service` group), `machine` (everything) and
- * `other` (machine − the groups: the harness itself and whatever else runs on the machine).
+ * `busiest` (the busiest single process of the `service` group), `pid<n>` (each service
+ * process, the primary first), `machine` (everything) and `other` (machine − the groups:
+ * whatever else runs on the machine).
  */
 export class CpuMeter {
   private start = new Map<number, number>();
@@ -117,6 +118,9 @@ export class CpuMeter {
       sum += used;
     }
     const machine = machineBusyMs() - this.machine0;
+    for (const p of this.groups().service ?? []) {
+      out[`pid${p}`] = pct(cpuMs(p) - (this.start.get(p) ?? cpuMs(p)));
+    }
     out.busiest = pct(busiest);
     out.machine = pct(machine);
     out.other = Math.max(0, pct(machine - sum));

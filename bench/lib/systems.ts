@@ -61,6 +61,14 @@ function buildBaseline(): string {
   return out;
 }
 
+function cmdline(pid: number): string {
+  try {
+    return `${readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ")} `;
+  } catch {
+    return "";
+  }
+}
+
 function httpStatus(url: string): Promise<number> {
   return new Promise((resolve) => {
     const req = http.get(url, { timeout: 1000 }, (res) => {
@@ -76,6 +84,8 @@ function httpStatus(url: string): Promise<number> {
 }
 
 export class Deployment {
+  /** Deployments not stopped yet (stopped on SIGINT/SIGTERM by run.ts). */
+  static readonly live = new Set<Deployment>();
   readonly nodes: ServiceNode[] = [];
   private knownPids = new Set<number>();
   /** Redis key/channel prefix shared by the nodes of this deployment (and no other). */
@@ -119,6 +129,7 @@ export class Deployment {
 
   static async start(system: SystemName, opts: DeployOptions): Promise<Deployment> {
     const d = new Deployment(system, opts);
+    Deployment.live.add(d);
     try {
       for (let i = 0; i < opts.nodes; i++) d.nodes.push(await d.startNode(i));
       d.pids();
@@ -205,7 +216,12 @@ export class Deployment {
   }
 
   /** SIGTERM to every primary, then SIGKILL to whatever of the service is still alive. */
+  static async stopAll(): Promise<void> {
+    await Promise.all([...Deployment.live].map((d) => d.stop()));
+  }
+
   async stop(): Promise<void> {
+    Deployment.live.delete(this);
     this.pids();
     await Promise.all(
       this.nodes.map(async (n) => {
@@ -223,13 +239,17 @@ export class Deployment {
         }
       }),
     );
+    // Workers that outlived their primary (only ours: same port in the command line).
     await sleep(200);
+    const ports = this.nodes.map((n) => `--port ${n.port} `);
     for (const pid of this.knownPids) {
+      const cmd = cmdline(pid);
+      if (!ports.some((p) => cmd.includes(p))) continue;
+      process.stderr.write(`  ! ${this.system}: process ${pid} outlived its primary; killing it\n`);
       try {
-        process.kill(pid, 0);
         process.kill(pid, "SIGKILL");
       } catch {
-        // already gone
+        // gone meanwhile
       }
     }
   }

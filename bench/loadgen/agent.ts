@@ -108,8 +108,9 @@ async function connect(cmd: ConnectCommand): Promise<void> {
   const t0 = Date.now();
 
   await new Promise<void>((resolve) => {
+    const overBudget = () => cmd.budgetMs !== undefined && Date.now() - t0 > cmd.budgetMs;
     const finishIfDone = () => {
-      if (opened + failed === cmd.count) {
+      if (opened + failed === cmd.count || (overBudget() && opened + failed === started)) {
         clearInterval(ticker);
         clearInterval(sweeper);
         clearInterval(progress);
@@ -188,6 +189,7 @@ async function connect(cmd: ConnectCommand): Promise<void> {
       });
     };
     const ticker = setInterval(() => {
+      if (overBudget()) return finishIfDone();
       const due = Math.min(cmd.count, Math.floor(((Date.now() - t0) * cmd.rate) / 1000) + 1);
       while (started < due && pending < cmd.maxPending) openOne(started++);
     }, 5);
@@ -207,6 +209,7 @@ async function connect(cmd: ConnectCommand): Promise<void> {
     id: cmd.id,
     opened,
     failed,
+    notStarted: cmd.count - started,
     handshakeUs: Uint32Array.from(handshakeUs),
     doneAtMs: Float64Array.from(doneAtMs),
     failedAtMs: Float64Array.from(failedAtMs),

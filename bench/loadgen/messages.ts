@@ -22,6 +22,8 @@ export interface ConnectCommand {
   timeoutMs: number;
   /** Most connects in flight at once. */
   maxPending: number;
+  /** Stop starting connects after this many ms (those in flight still finish). @default none */
+  budgetMs?: number;
 }
 
 export interface ConnectResult {
@@ -29,6 +31,8 @@ export interface ConnectResult {
   id: number;
   opened: number;
   failed: number;
+  /** Connects never started because the budget ran out. */
+  notStarted: number;
   /** Handshake time (ws connect → `40{sid}`) of each successful connect, in µs. */
   handshakeUs: Uint32Array;
   /** Epoch ms at which each successful connect completed (for "connections before the first failure"). */

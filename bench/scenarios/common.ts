@@ -99,7 +99,8 @@ export async function withConnectProgress<T>(
       failed += p?.failed ?? 0;
     }
     const s = (Date.now() - t0) / 1000;
-    const left = Math.max(0, (total - opened - failed) / rate);
+    const pace = opened > 0 ? Math.min(rate, opened / s) : rate;
+    const left = Math.max(0, (total - opened - failed) / pace);
     progress(
       `${label}: ${fmtInt(opened)}/${fmtInt(total)} connections open, ${failed} failed, ${fmtInt(opened / s)}/s, ~${left.toFixed(0)} s left`,
     );
@@ -127,6 +128,8 @@ export async function connectAll(
     timeoutMs?: number;
     /** Connects in flight per agent. @default 1_000 */
     maxPending?: number;
+    /** Stop starting connects after this many ms. @default none */
+    budgetMs?: number;
   },
 ) {
   const split = pool.split(args.count);
@@ -144,18 +147,20 @@ export async function connectAll(
         roomSize: args.roomSize,
         timeoutMs: args.timeoutMs ?? 20_000,
         maxPending: args.maxPending ?? 1_000,
+        budgetMs: args.budgetMs,
       }),
     ),
   );
   const results = await withConnectProgress(label, pool, args.group, args.count, args.rate, work);
   const opened = results.reduce((s, r) => s + r.opened, 0);
   const failed = results.reduce((s, r) => s + r.failed, 0);
+  const notStarted = results.reduce((s, r) => s + r.notStarted, 0);
   const reasons: Record<string, number> = {};
   for (const r of results) {
     for (const [k, v] of Object.entries(r.reasons)) reasons[k] = (reasons[k] ?? 0) + v;
   }
   const elapsedMs = Math.max(...results.map((r) => r.elapsedMs));
-  return { results, opened, failed, reasons, elapsedMs };
+  return { results, opened, failed, notStarted, reasons, elapsedMs };
 }
 
 /** Waits until no agent has received a frame for `quietMs` (or `maxMs` passed). */

@@ -82,8 +82,9 @@ export const latency: Scenario = {
               });
               if (c.failed > 0)
                 report.notes.push(`${system}: ${c.failed} connects failed in room ${size}`);
+              await waitQuiet(pool, 1_000, 300_000);
               const checkers = await startCheckers(system, dep.urls, room, `check${size}-`);
-              await waitQuiet(pool, 500, 15_000);
+              await waitQuiet(pool, 500, 60_000);
               await pool.collect(true, false);
               progress(`${system}: room of ${size}, ${rate} msg/s for ${durS} s`);
               const cpu = cpuMeter(dep, pool, redis);
