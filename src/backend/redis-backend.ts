@@ -1,21 +1,13 @@
 import { createAdapter } from "@socket.io/redis-adapter";
 import { createClient } from "redis";
 import type { Server } from "socket.io";
-import { ChatError } from "../chat/chat-error.js";
 import type { UserInfo } from "../chat/protocol.js";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../log/logger.js";
+import { LocalTrackingStore } from "../presence/local-tracking-store.js";
 import type { Heartbeat } from "../presence/owner-heartbeat.js";
-import {
-  type JoinResult,
-  type LeaveResult,
-  type PresenceConnection,
-  type PresenceEvent,
-  type PresenceStore,
-  toUserInfo,
-} from "../presence/presence-store.js";
+import type { PresenceEvent } from "../presence/presence-store.js";
 import { RedisPresenceStore } from "../presence/redis-presence-store.js";
-import { withTimeout } from "../util/deferred.js";
 import { type Backend, CLEAN_NODE_ENV, type PresenceSink } from "./backend.js";
 
 function newClient(url: string) {
@@ -33,55 +25,6 @@ type RedisClient = ReturnType<typeof newClient>;
  */
 export const reapIntervalMs = (nodeTimeout: number) => Math.max(500, (nodeTimeout * 1000) / 5);
 export const ownerTtlMs = (nodeTimeout: number) => nodeTimeout * 1000 - reapIntervalMs(nodeTimeout);
-
-/** How long a presence read or join may wait for Redis before the client gets E_INTERNAL. */
-const PRESENCE_TIMEOUT_MS = 3000;
-
-/**
- * The Redis store, plus this process's own list of live connections kept in step with it (the
- * heartbeat rewrites Redis from that list after an outage, a FLUSH or a restart of Redis).
- */
-class LocalTrackingStore implements PresenceStore {
-  readonly local = new Map<string, PresenceConnection>();
-  /** Connections whose leave Redis lost or refused: their 203 waits until presence is rebuilt. */
-  readonly lostLeaves: { user: UserInfo; at: number }[] = [];
-
-  constructor(readonly inner: RedisPresenceStore) {}
-
-  join(conn: PresenceConnection): Promise<JoinResult> {
-    this.local.set(conn.fd, conn);
-    // The join stays queued if Redis is down; the leave that follows the refusal is queued after it.
-    return failFast(this.inner.join(conn));
-  }
-  async leave(fd: string): Promise<LeaveResult> {
-    const conn = this.local.get(fd);
-    this.local.delete(fd);
-    try {
-      const result = await this.inner.leave(fd);
-      if (!result.user && conn) this.lostLeaves.push({ user: toUserInfo(conn), at: Date.now() });
-      return result;
-    } catch (err) {
-      // The heartbeat's count check will drop the entry from Redis by a resync.
-      if (conn) this.lostLeaves.push({ user: toUserInfo(conn), at: Date.now() });
-      throw err;
-    }
-  }
-  list(room: string): Promise<UserInfo[]> {
-    return failFast(this.inner.list(room));
-  }
-  find(room: string, userIdOrFd: string): Promise<UserInfo | undefined> {
-    return failFast(this.inner.find(room, userIdOrFd));
-  }
-  removeOwner(owner: string): Promise<UserInfo[]> {
-    return this.inner.removeOwner(owner);
-  }
-  stats(): Promise<{ connections: number; users: number }> {
-    return failFast(this.inner.stats());
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-}
 
 /**
  * Many machines: rooms over @socket.io/redis-adapter (its own pub and sub clients), presence in
@@ -252,13 +195,4 @@ export class RedisBackend implements Backend {
     })();
     return this.closing;
   }
-}
-
-function failFast<T>(promise: Promise<T>): Promise<T> {
-  return withTimeout(promise, PRESENCE_TIMEOUT_MS, "presence (redis)").catch((err: unknown) => {
-    throw new ChatError(
-      "E_INTERNAL",
-      `presence is unavailable: ${err instanceof Error ? err.message : String(err)}`,
-    );
-  });
 }
