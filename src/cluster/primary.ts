@@ -162,6 +162,10 @@ export class Primary {
       exited: exited.promise,
     };
     worker.once("exit", (code) => exited.resolve(code ?? 1));
+    // A send racing the worker's exit fails with EPIPE: its exit handler does what is needed.
+    worker.on("error", (err) =>
+      this.log.debug("worker channel error", { worker: worker.id, err: String(err) }),
+    );
     this.slots.set(worker.id, slot);
     return slot;
   }

@@ -114,6 +114,8 @@ export function runWorker(): void {
       }
     }
   });
+  // A send racing the primary's exit fails with EPIPE; the disconnect handler below stops us.
+  process.on("error", (err) => log.debug("channel error", { err: String(err) }));
   // The primary is this worker's lifeline: without it nobody routes or reaps.
   process.on("disconnect", () => void stop("server stopping", 0));
   process.on("SIGTERM", () => void stop("server stopping", 3000));
