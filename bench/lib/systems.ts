@@ -168,7 +168,7 @@ export class Deployment {
         args.push("--adapter", "redis", "--redis-url", this.opts.redisUrl ?? "");
         args.push("--redis-prefix", prefix, "--node-id", `bench-node-${i}`);
       }
-      child = spawn(process.execPath, args, {
+      child = spawn(process.execPath, [...profileArgs(), ...args], {
         cwd: repoRoot,
         stdio: ["ignore", "pipe", "pipe"],
         detached: true,
@@ -185,7 +185,7 @@ export class Deployment {
       if (this.opts.adapter === "redis") {
         args.push("--redis-url", this.opts.redisUrl ?? "", "--redis-prefix", prefix);
       }
-      child = spawn(process.execPath, args, {
+      child = spawn(process.execPath, [...profileArgs(), ...args], {
         cwd: repoRoot,
         stdio: ["ignore", "pipe", "pipe"],
         detached: true,
@@ -253,4 +253,13 @@ export class Deployment {
       }
     }
   }
+}
+
+/**
+ * `BENCH_CPU_PROF=<dir>` runs every service process (primary and workers: cluster passes the
+ * primary's execArgv on) under `node --cpu-prof`, writing .cpuprofile files there.
+ */
+function profileArgs(): string[] {
+  const dir = process.env.BENCH_CPU_PROF;
+  return dir ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [];
 }

@@ -149,11 +149,13 @@ export class ChatServer {
     socket.on("disconnect", (reason) => this.onDisconnect(socket, reason));
     this.bindEvents(socket);
     // 202 for the others comes from the store's event stream (see deliverPresence).
-    await presence.join({ ...user, owner: this.opts.owner });
-    socket.emit(
-      "message",
-      envelope(Action.UserList, "state", { userList: await presence.list(user.room) }),
-    );
+    // Sent together: both stores run calls in order, so the list already holds this join, and the
+    // handshake costs one round trip instead of two.
+    const [, userList] = await Promise.all([
+      presence.join({ ...user, owner: this.opts.owner }),
+      presence.list(user.room),
+    ]);
+    socket.emit("message", envelope(Action.UserList, "state", { userList }));
     if (this.draining) {
       socket.emit(
         "message",
