@@ -141,6 +141,23 @@ export function presenceSuite(name: string, makeStore: MakeStore): void {
       assert.deepEqual(await store.list("empty room"), []);
     });
 
+    it("counts a room's users and lists at most `limit` of them, oldest first", async () => {
+      const [a1, a2, b1, c1] = [
+        conn("a1", "u1"),
+        conn("a2", "u1"),
+        conn("b1", "u2"),
+        conn("c1", "u3"),
+      ];
+      for (const c of [a1, a2, b1, c1]) await store.join(c);
+      assert.equal(await store.count(ROOM), 3);
+      assert.deepEqual(await store.list(ROOM, 2), [info(a1), info(b1)]);
+      assert.deepEqual(await store.list(ROOM, 10), [info(a1), info(b1), info(c1)]);
+      assert.deepEqual(await store.list(ROOM, 0), []);
+      await store.leave("b1");
+      assert.equal(await store.count(ROOM), 2);
+      assert.equal(await store.count("empty room"), 0);
+    });
+
     it("finds a user by userId or by the fd of any of their connections", async () => {
       const [a1, a2, b1] = [conn("a1", "u1"), conn("a2", "u1"), conn("b1", "u2")];
       for (const c of [a1, a2, b1]) await store.join(c);

@@ -33,6 +33,8 @@ export type ChatSocket = Socket<
 >;
 
 export interface ChatServerOptions extends MessageLimits {
+  /** Rooms above this many users: no 202/203, connect-time 201 cut (0 = no limit). */
+  presenceLimit: number;
   io: ChatIo;
   presence: PresenceStore;
   auth: Authenticator;
@@ -86,7 +88,10 @@ export class ChatServer {
   }
 
   /** Delivers a presence change to this worker's clients of the room (each worker gets each one). */
-  deliverPresence({ action, user }: PresenceEvent): void {
+  deliverPresence({ action, user, count }: PresenceEvent): void {
+    // In a room this big every join would cost a message to everyone: clients ask onlineList.
+    const limit = this.opts.presenceLimit;
+    if (limit > 0 && (action === Action.Online ? count : count + 1) > limit) return;
     const message = `${user.username} ${action === Action.Online ? "joined" : "left"}`;
     this.opts.io.local
       .to(roomKey(user.room))
@@ -151,11 +156,15 @@ export class ChatServer {
     // 202 for the others comes from the store's event stream (see deliverPresence).
     // Sent together: both stores run calls in order, so the list already holds this join, and the
     // handshake costs one round trip instead of two.
-    const [, userList] = await Promise.all([
+    const limit = this.opts.presenceLimit;
+    const [, userList, total] = await Promise.all([
       presence.join({ ...user, owner: this.opts.owner }),
-      presence.list(user.room),
+      presence.list(user.room, limit > 0 ? limit : undefined),
+      limit > 0 ? presence.count(user.room) : undefined,
     ]);
-    socket.emit("message", envelope(Action.UserList, "state", { userList }));
+    const content: Envelope["data"]["content"] = { userList };
+    if (total !== undefined && total > userList.length) content.total = total;
+    socket.emit("message", envelope(Action.UserList, "state", content));
     if (this.draining) {
       socket.emit(
         "message",

@@ -51,6 +51,8 @@ export interface EnvelopeContent {
   error?: ErrorInfo;
   /** For private messages: the recipient's userId. */
   to?: string;
+  /** On a connect-time 201 cut to --presence-limit entries: the room's real number of users. */
+  total?: number;
 }
 
 /** Every push from the server is a "message" event carrying one of these. */

@@ -21,6 +21,7 @@ const DESCRIBE: { [K in keyof Config]: string } = {
   maxMessageLength: "most characters in a text message",
   maxImageBytes: "most bytes in an image message",
   maxFrameBytes: "largest Socket.IO frame accepted, in bytes",
+  presenceLimit: "rooms above this many users: no 202/203, connect-time 201 cut (0 = no limit)",
   daemon: "run in the background",
 };
 

@@ -149,6 +149,7 @@ export function runWorker(): void {
       logger,
       maxMessageLength: config.maxMessageLength,
       maxImageBytes: config.maxImageBytes,
+      presenceLimit: config.presenceLimit,
     });
     backend.onPresence(chat.deliverPresence.bind(chat));
     backend.onHealth((up) => send({ type: "wws:health", backendUp: up }));

@@ -42,6 +42,11 @@ export interface Config {
   maxImageBytes: number;
   /** Largest Socket.IO frame accepted, in bytes (larger frames close the connection). @default 1_500_000 */
   maxFrameBytes: number;
+  /**
+   * Rooms with more users than this get no 202/203 broadcasts and a connect-time 201 cut to this
+   * many users (with `total`); `onlineList` still returns everyone. 0 = no limit. @default 1000
+   */
+  presenceLimit: number;
   /** Detach and run in the background. @default false */
   daemon: boolean;
 }
@@ -66,6 +71,7 @@ export const DEFAULTS: Config = {
   maxMessageLength: 4096,
   maxImageBytes: 1_000_000,
   maxFrameBytes: 1_500_000,
+  presenceLimit: 1000,
   daemon: false,
 };
 
@@ -114,6 +120,7 @@ export const RULES: { [K in keyof Config]: Rule } = {
   maxMessageLength: { kind: "int", min: 1, max: 1_000_000 },
   maxImageBytes: { kind: "int", min: 100, max: 50_000_000 },
   maxFrameBytes: { kind: "int", min: 1024, max: 100_000_000 },
+  presenceLimit: { kind: "int", min: 0, max: 10_000_000 },
   daemon: { kind: "bool" },
 };
 

@@ -49,8 +49,11 @@ export class IpcPresenceStore implements PresenceStore {
   leave(fd: string): Promise<LeaveResult> {
     return this.call("leave", [fd]);
   }
-  list(room: string): Promise<UserInfo[]> {
-    return this.call("list", [room]);
+  list(room: string, limit?: number): Promise<UserInfo[]> {
+    return this.call("list", limit === undefined ? [room] : [room, limit]);
+  }
+  count(room: string): Promise<number> {
+    return this.call("count", [room]);
   }
   find(room: string, userIdOrFd: string): Promise<UserInfo | undefined> {
     return this.call("find", [room, userIdOrFd]);
@@ -68,7 +71,7 @@ export class IpcPresenceStore implements PresenceStore {
   }
 }
 
-const METHODS = new Set(["join", "leave", "list", "find", "removeOwner", "stats"]);
+const METHODS = new Set(["join", "leave", "list", "count", "find", "removeOwner", "stats"]);
 
 /** Primary side: answers a worker's presence calls from the node's store. */
 export function servePresence(

@@ -42,8 +42,11 @@ export class LocalTrackingStore implements PresenceStore {
       throw err;
     }
   }
-  list(room: string): Promise<UserInfo[]> {
-    return failFast(this.inner.list(room));
+  list(room: string, limit?: number): Promise<UserInfo[]> {
+    return failFast(this.inner.list(room, limit));
+  }
+  count(room: string): Promise<number> {
+    return failFast(this.inner.count(room));
   }
   find(room: string, userIdOrFd: string): Promise<UserInfo | undefined> {
     return failFast(this.inner.find(room, userIdOrFd));

@@ -36,7 +36,7 @@ export class MemoryPresenceStore implements PresenceStore {
       users.set(conn.userId, fds);
     }
     fds.add(conn.fd);
-    if (first) this.onEvent({ action: Action.Online, user: toUserInfo(conn) });
+    if (first) this.onEvent({ action: Action.Online, user: toUserInfo(conn), count: users.size });
     let owned = this.owners.get(conn.owner);
     if (!owned) {
       owned = new Set();
@@ -65,20 +65,25 @@ export class MemoryPresenceStore implements PresenceStore {
       if (users?.size === 0) this.rooms.delete(conn.room);
     }
     const user = toUserInfo(conn);
-    if (last) this.onEvent({ action: Action.Offline, user });
+    if (last) this.onEvent({ action: Action.Offline, user, count: users?.size ?? 0 });
     return { user, last };
   }
 
-  async list(room: string): Promise<UserInfo[]> {
+  async list(room: string, limit = Number.POSITIVE_INFINITY): Promise<UserInfo[]> {
     const users = this.rooms.get(room);
     if (!users) return [];
     const list: UserInfo[] = [];
     for (const fds of users.values()) {
+      if (list.length >= limit) break;
       const fd = fds.values().next().value;
       const conn = fd === undefined ? undefined : this.conns.get(fd);
       if (conn) list.push(toUserInfo(conn));
     }
     return list;
+  }
+
+  async count(room: string): Promise<number> {
+    return this.rooms.get(room)?.size ?? 0;
   }
 
   async find(room: string, userIdOrFd: string): Promise<UserInfo | undefined> {

@@ -15,6 +15,8 @@ export interface PresenceConnection extends UserInfo {
 export interface PresenceEvent {
   action: typeof Action.Online | typeof Action.Offline;
   user: UserInfo;
+  /** Users in the room after the change. */
+  count: number;
 }
 
 export interface JoinResult {
@@ -41,8 +43,13 @@ export interface PresenceStore {
   join(conn: PresenceConnection): Promise<JoinResult>;
   /** Removes a connection by its fd. Removing an unknown fd is not an error. */
   leave(fd: string): Promise<LeaveResult>;
-  /** The room's users, one entry per user (their oldest live connection), oldest first. */
-  list(room: string): Promise<UserInfo[]>;
+  /**
+   * The room's users, one entry per user (their oldest live connection), oldest first; at most
+   * `limit` of them when given.
+   */
+  list(room: string, limit?: number): Promise<UserInfo[]>;
+  /** How many users the room has. */
+  count(room: string): Promise<number>;
   /** Finds a user of the room by userId or by the fd of any of their connections. */
   find(room: string, userIdOrFd: string): Promise<UserInfo | undefined>;
   /**

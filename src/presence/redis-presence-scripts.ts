@@ -14,7 +14,8 @@
  *   B:seq                          STRING counter giving every connection its join order
  *   B:events                       CHANNEL presence events, published by the scripts themselves
  *
- * Events: a user's first connection in a room publishes `{"action":202,"user":<info>}`, their last
+ * Events: a user's first connection in a room publishes `{"action":202,"count":<users in the
+ * room now>,"user":<info>}`, their last
  * one leaving `{"action":203,…}`. Published inside the script, they reach every subscriber in the
  * order the changes happened: a 203 and the 202 of the same user's next tab, made on two nodes at
  * nearly the same time, can never be seen the wrong way round (announcing from each node after its
@@ -40,8 +41,9 @@ local function show_key(room) return B .. ':show:' .. room end
 local function list_key(room) return B .. ':list:' .. room end
 -- room and userId are free text: the room's length keeps ("a:b", "c") apart from ("a", "b:c").
 local function user_key(room, user) return B .. ':user:' .. #room .. ':' .. room .. ':' .. user end
-local function publish(action, info)
-  redis.call('PUBLISH', B .. ':events', '{"action":' .. action .. ',"user":' .. info .. '}')
+local function publish(action, info, room)
+  local count = redis.call('ZCARD', list_key(room))
+  redis.call('PUBLISH', B .. ':events', '{"action":' .. action .. ',"count":' .. count .. ',"user":' .. info .. '}')
 end
 
 -- Points the user's list entry at their oldest connection, or drops it when they have none.
@@ -76,7 +78,7 @@ local function add(fd, owner, room, user, info)
   redis.call('SADD', ROOMS, room)
   -- Also when RESYNC puts back a user Redis had lost: whoever joined meanwhile got a list without
   -- them. Clients that already show them online see a repeated 202, which changes nothing.
-  publish(202, info)
+  publish(202, info, room)
   return 1
 end
 
@@ -91,7 +93,7 @@ local function remove(fd)
   refresh_entry(room, user)
   local last = redis.call('EXISTS', user_key(room, user)) == 0
   if last and redis.call('EXISTS', show_key(room)) == 0 then redis.call('SREM', ROOMS, room) end
-  if last then publish(203, c[4]) end
+  if last then publish(203, c[4], room) end
   return c[4], last
 end
 

@@ -103,10 +103,16 @@ export class RedisPresenceStore implements PresenceStore {
     return { user: JSON.parse(reply[0]) as UserInfo, last: reply[1] === 1 };
   }
 
-  async list(room: string): Promise<UserInfo[]> {
+  async list(room: string, limit?: number): Promise<UserInfo[]> {
     // One native command: the scripts keep this sorted set of list entries up to date.
-    const infos = (await this.send(["ZRANGE", `${this.base}:list:${room}`, "0", "-1"])) as string[];
+    if (limit !== undefined && limit <= 0) return [];
+    const stop = limit === undefined ? "-1" : String(limit - 1);
+    const infos = (await this.send(["ZRANGE", `${this.base}:list:${room}`, "0", stop])) as string[];
     return JSON.parse(`[${infos.join(",")}]`) as UserInfo[];
+  }
+
+  async count(room: string): Promise<number> {
+    return (await this.send(["ZCARD", `${this.base}:list:${room}`])) as number;
   }
 
   async find(room: string, userIdOrFd: string): Promise<UserInfo | undefined> {
