@@ -260,7 +260,7 @@ export const presence: Scenario = {
       });
     }
     report.notes.push(
-      `with ${fmtInt(onlineUsers)} users joining one room, every join sends 202 to everyone already there and a 201 list to the newcomer: the join phase is O(users²) traffic`,
+      `${fmtInt(onlineUsers)} users join one room: up to --presence-limit (default 1,000) users every join sends 202 to everyone there and the whole 201 list to the newcomer (O(users²)); above it, no 202/203 and a cut 201`,
     );
     return report;
   },
