@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { Server, Socket } from "socket.io";
 import type { Authenticator } from "../auth/authenticate.js";
 import type { Logger } from "../log/logger.js";
@@ -56,7 +57,8 @@ export class ChatServer {
   private readonly settingUp = new Set<Promise<void>>();
 
   constructor(private readonly opts: ChatServerOptions) {
-    this.ids = new MessageIds(opts.owner.replace(/[^\w]/g, "").slice(-8) || "0");
+    // A random tag per process: unique across nodes without coordination.
+    this.ids = new MessageIds(randomBytes(5).toString("hex"));
     this.log = opts.logger.child({ component: "chat" });
     const { io } = opts;
     io.use((socket, next) => {
@@ -101,12 +103,25 @@ export class ChatServer {
 
   /** Pushes a fresh 201 to this worker's clients, one list per room. */
   async refreshLists(): Promise<void> {
-    const { io, presence } = this.opts;
+    const { io } = this.opts;
     const rooms = [...io.of("/").adapter.rooms.keys()].filter((r) => r.startsWith(roomKey("")));
     for (const key of rooms) {
-      const userList = await presence.list(key.slice(roomKey("").length));
-      io.local.to(key).emit("message", envelope(Action.UserList, "state", { userList }));
+      const content = await this.listContent(key.slice(roomKey("").length));
+      io.local.to(key).emit("message", envelope(Action.UserList, "state", content));
     }
+  }
+
+  /**
+   * A pushed 201's content: the room's users, cut to --presence-limit with `total` in a big room.
+   * Both calls are sent before this returns its promise (the stores run calls in order).
+   */
+  private async listContent(room: string): Promise<Envelope["data"]["content"]> {
+    const { presence, presenceLimit: limit } = this.opts;
+    const [userList, total] = await Promise.all([
+      presence.list(room, limit > 0 ? limit : undefined),
+      limit > 0 ? presence.count(room) : undefined,
+    ]);
+    return total !== undefined && total > userList.length ? { userList, total } : { userList };
   }
 
   /**
@@ -156,14 +171,10 @@ export class ChatServer {
     // 202 for the others comes from the store's event stream (see deliverPresence).
     // Sent together: both stores run calls in order, so the list already holds this join, and the
     // handshake costs one round trip instead of two.
-    const limit = this.opts.presenceLimit;
-    const [, userList, total] = await Promise.all([
+    const [, content] = await Promise.all([
       presence.join({ ...user, owner: this.opts.owner }),
-      presence.list(user.room, limit > 0 ? limit : undefined),
-      limit > 0 ? presence.count(user.room) : undefined,
+      this.listContent(user.room),
     ]);
-    const content: Envelope["data"]["content"] = { userList };
-    if (total !== undefined && total > userList.length) content.total = total;
     socket.emit("message", envelope(Action.UserList, "state", content));
     if (this.draining) {
       socket.emit(
