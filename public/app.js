@@ -52,6 +52,8 @@ const state = {
   /** Our own UserInfo (action 200). */
   me: null,
   room: "",
+  /** Users in the room when the 201 was cut to the presence limit (else 0). */
+  total: 0,
   /** userId → UserInfo: the room's online list (201, then 202/203). */
   users: new Map(),
   /** UserInfo of the private-message recipient, or null for the room. */
@@ -194,7 +196,8 @@ function renderUsers() {
     return li;
   });
   el.userList.replaceChildren(...items);
-  el.userCount.textContent = String(users.length);
+  el.userCount.textContent =
+    state.total > users.length ? `${users.length} of ${state.total}` : String(users.length);
 }
 
 function renderTarget() {
@@ -362,6 +365,8 @@ function onEnvelope(envelope) {
       // Sent on every (re)connect: it replaces the list, never adds to it.
       state.users = new Map();
       for (const user of content.userList || []) state.users.set(user.userId, user);
+      // A room above the service's presence limit: the list is cut and no 202/203 follow.
+      state.total = typeof content.total === "number" ? content.total : 0;
       if (state.target && !state.users.has(state.target.userId)) state.target = null;
       renderTarget();
       renderUsers();
