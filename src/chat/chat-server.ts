@@ -55,6 +55,9 @@ export class ChatServer {
   private leaveGraceMs = 0;
   private readonly pendingLeaves = new Set<Promise<void>>();
   private readonly settingUp = new Set<Promise<void>>();
+  /** Sockets whose handshake (200, 201) is complete. */
+  private readonly setUp = new WeakSet<ChatSocket>();
+  private drainNotice = "";
 
   constructor(private readonly opts: ChatServerOptions) {
     // A random tag per process: unique across nodes without coordination.
@@ -148,17 +151,22 @@ export class ChatServer {
   async drain(notice: string, graceMs: number): Promise<void> {
     this.draining = true;
     this.leaveGraceMs = graceMs;
-    const { io } = this.opts;
-    // A client whose handshake is half done would lose its 201: let those finish first (later
-    // ones are closed as they finish, see onConnection).
-    await Promise.allSettled([...this.settingUp]);
-    io.local.emit("message", envelope(Action.Server, "state", { message: notice }));
-    for (const socket of io.of("/").sockets.values()) {
-      // Let the notice flush before the transport goes.
-      setImmediate(() => socket.conn.close());
+    this.drainNotice = notice;
+    for (const socket of this.opts.io.of("/").sockets.values()) {
+      // A client whose handshake is half done would lose its 201: onConnection closes it after.
+      if (this.setUp.has(socket)) this.moveAway(socket);
     }
     await new Promise<void>((resolve) => setImmediate(resolve));
-    while (this.pendingLeaves.size > 0) await Promise.allSettled([...this.pendingLeaves]);
+    while (this.settingUp.size > 0 || this.pendingLeaves.size > 0) {
+      await Promise.allSettled([...this.settingUp, ...this.pendingLeaves]);
+    }
+  }
+
+  /** Tells a client the server is going, then closes its transport so that it reconnects. */
+  private moveAway(socket: ChatSocket): void {
+    socket.emit("message", envelope(Action.Server, "state", { message: this.drainNotice }));
+    // Let the notice flush before the transport goes.
+    setImmediate(() => socket.conn.close());
   }
 
   private async onConnection(socket: ChatSocket): Promise<void> {
@@ -176,13 +184,8 @@ export class ChatServer {
       this.listContent(user.room),
     ]);
     socket.emit("message", envelope(Action.UserList, "state", content));
-    if (this.draining) {
-      socket.emit(
-        "message",
-        envelope(Action.Server, "state", { message: "server restarting, reconnecting" }),
-      );
-      setImmediate(() => socket.conn.close());
-    }
+    this.setUp.add(socket);
+    if (this.draining) this.moveAway(socket);
   }
 
   private onDisconnect(socket: ChatSocket, reason: string): void {
