@@ -7,7 +7,8 @@ import { daemonize } from "../daemonize.js";
 export async function start(raw: Record<string, unknown>, argv: string[]): Promise<number> {
   const config: Config = parseConfig(raw);
   const running = livePid(config.pidFile);
-  if (running !== undefined) {
+  // Our own pid: a restarted container, where we are pid 1 again and /tmp survived.
+  if (running !== undefined && running !== process.pid) {
     process.stderr.write(
       `weigot-ws is already running (pid ${running}, pid file ${config.pidFile})\n`,
     );
