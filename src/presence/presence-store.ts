@@ -34,7 +34,9 @@ export interface LeaveResult {
 /**
  * Who is online, per room, one entry per user however many tabs they have open.
  * Every method is atomic with respect to the others, across every process sharing the store,
- * so that 202 and 203 are announced exactly once per user and room.
+ * so that 202 and 203 are announced exactly once per user and room. The store announces them
+ * itself, as {@link PresenceEvent}s in the order of the changes (the memory store through its
+ * callback, the Redis store by publishing from its scripts); `first`/`last` say what was sent.
  * Implementations: {@link MemoryPresenceStore} (one node, kept in the primary) and
  * RedisPresenceStore (many nodes). One test suite (test/presence-store.test.ts) runs against both.
  */
