@@ -27,7 +27,7 @@ import {
 } from "./support/cluster-nodes.js";
 import { type NginxHandle, startNginx } from "./support/nginx.js";
 import { type RedisServer, startRedisServer } from "./support/redis-server.js";
-import { startService } from "./support/service.js";
+import { startService, waitUntil } from "./support/service.js";
 import { type SourceRelay, startSourceRelay } from "./support/source-relay.js";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -74,14 +74,9 @@ function uniqueRoom(): string {
   return `room${roomSeq}-${process.pid}`;
 }
 
-/** Polls `check` until it returns true, failing with `what` after the deadline. */
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = WAIT_MS) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+/** Polls `check` until it is true (support's waitUntil, with this file's deadline). */
+function poll(what: string, check: () => Promise<boolean>, timeoutMs = WAIT_MS): Promise<boolean> {
+  return waitUntil(check, what, timeoutMs, 50);
 }
 
 function byTestId(page: Page, id: string): Locator {
@@ -114,7 +109,7 @@ async function connState(page: Page): Promise<string> {
 }
 
 async function waitForConnState(page: Page, wanted: string) {
-  await waitUntil(`conn-state "${wanted}"`, async () => (await connState(page)) === wanted);
+  await poll(`conn-state "${wanted}"`, async () => (await connState(page)) === wanted);
 }
 
 async function openPage(
@@ -303,7 +298,7 @@ describe("browser chat page", { timeout: 120_000 }, () => {
       assert.equal(await item.getAttribute("data-from"), alice.userId);
       const img = item.locator("img");
       assert.equal(await img.getAttribute("src"), PNG_DATA_URL);
-      await waitUntil("the image to load", () =>
+      await poll("the image to load", () =>
         img.evaluate((node: HTMLImageElement) => node.complete && node.naturalWidth === 1),
       );
     }
@@ -445,7 +440,7 @@ describe("browser chat page through nginx across two nodes", { timeout: 120_000 
   /** Waits until `status --json` of each node counts `expected[n]` sockets. */
   async function waitForConnections(expected: number[], what: string) {
     let last: number[] = [];
-    await waitUntil(`connections per node ${JSON.stringify(expected)} ${what}`, async () => {
+    await poll(`connections per node ${JSON.stringify(expected)} ${what}`, async () => {
       last = await connectionsPerNode();
       return last.every((count, n) => count === expected[n]);
     }).catch((err: Error) => {
@@ -465,7 +460,7 @@ describe("browser chat page through nginx across two nodes", { timeout: 120_000 
 
     // Every page has upgraded from polling to a WebSocket, through nginx.
     for (const chat of [other, alice, bob]) {
-      await waitUntil(
+      await poll(
         `${chat.username}'s socket to upgrade to websocket`,
         async () => (await transportOf(chat.page)) === "websocket",
       );
@@ -495,7 +490,7 @@ describe("browser chat page through nginx across two nodes", { timeout: 120_000 
 
     // bob's socket on node b is gone; nginx logged his WebSocket (101) once it closed, to node b.
     await waitForConnections([2, 0], "after bob left");
-    await waitUntil("nginx to log bob's closed WebSocket", async () =>
+    await poll("nginx to log bob's closed WebSocket", async () =>
       accessLines(nginx as NginxHandle, sourceFor[1]).some(
         (line) =>
           /"GET \/socket\.io\/\?EIO=4&transport=websocket[^"]*" 101 /.test(line) &&

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import type { Envelope, UserInfo } from "../src/chat/protocol.js";
 import { ChatClient, ClientPool, type Transport } from "./support/chat-client.js";
+import { seededRandom } from "./support/seeded-random.js";
 import { type ServiceHandle, startService, waitUntil } from "./support/service.js";
 
 const WAIT_MS = 10_000;
@@ -16,18 +17,6 @@ interface StatusJson {
   connections: number;
   users: number;
   workers: { id: number; pid: number; connections?: number }[];
-}
-
-/** A small deterministic PRNG (mulberry32), so a failing schedule can be replayed by its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -224,7 +213,7 @@ describe("presence across workers", { timeout: 120_000 }, () => {
 
   it("a burst of 30 clients of 10 users joining and leaving at random leaves the room exactly right", async () => {
     const seed = Number(process.env.WWS_SEED ?? Date.now() % 1_000_000);
-    const random = prng(seed);
+    const random = seededRandom(seed);
     const note = `(seed ${seed}; replay with WWS_SEED=${seed})`;
     const room = newRoom();
     const watchers = [

@@ -14,6 +14,7 @@ import {
   type RedisPresenceStoreOptions,
 } from "../src/presence/redis-presence-store.js";
 import { type RedisServer, startRedisServer } from "./support/redis-server.js";
+import { seededRandom } from "./support/seeded-random.js";
 
 /**
  * Makes a store for one test. Without `shareWith`: a fresh, empty store. With it: another handle
@@ -48,18 +49,6 @@ function info(c: PresenceConnection): UserInfo {
 
 const byFd = (a: UserInfo, b: UserInfo) => `${a.room}/${a.fd}`.localeCompare(`${b.room}/${b.fd}`);
 const sorted = (users: UserInfo[]) => [...users].sort(byFd);
-
-/** A small seeded PRNG, so a failing random order can be replayed (the seed is printed). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function shuffle<T>(items: T[], rand: () => number): T[] {
   const out = [...items];
@@ -235,7 +224,7 @@ export function presenceSuite(name: string, makeStore: MakeStore): void {
     it("200 parallel joins then leaves of one user, random order, two nodes", async (t) => {
       const seed = Date.now();
       t.diagnostic(`seed ${seed}`);
-      const rand = random(seed);
+      const rand = seededRandom(seed);
       const nodes = [store, await make(store)];
       const pick = () => nodes[Math.floor(rand() * nodes.length)];
       const fds = Array.from({ length: 200 }, (_, i) => `t${i}`);
@@ -263,7 +252,7 @@ export function presenceSuite(name: string, makeStore: MakeStore): void {
     it("interleaved join→leave of 200 tabs of one user: as many firsts as lasts", async (t) => {
       const seed = Date.now();
       t.diagnostic(`seed ${seed}`);
-      const rand = random(seed);
+      const rand = seededRandom(seed);
       const nodes = [store, await make(store)];
       const pick = () => nodes[Math.floor(rand() * nodes.length)];
       let firsts = 0;
