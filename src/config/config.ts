@@ -47,8 +47,76 @@ export interface Config {
    * many users (with `total`); `onlineList` still returns everyone. 0 = no limit. @default 1000
    */
   presenceLimit: number;
+  /** Comma-separated `aud` values a JWT must carry one of (empty = not checked). @default "" */
+  jwtAudience: string;
+  /** The `iss` a JWT must carry (empty = not checked). @default "" */
+  jwtIssuer: string;
+  /**
+   * Origins a browser page may connect from: comma-separated `scheme://host[:port]`, or `*` for
+   * any. Requests without an `Origin` header (non-browser clients) are not affected. @default "*"
+   */
+  allowedOrigins: string;
+  /**
+   * Comma-separated addresses or CIDRs of reverse proxies whose `X-Forwarded-For` is believed
+   * (e.g. nginx in front). Empty: the peer address is the client's. @default ""
+   */
+  trustedProxies: string;
+  /** Most simultaneous Engine.IO sessions on this node (0 = no limit). @default 20000 */
+  maxConnections: number;
+  /** Most simultaneous sessions from one client address on this node (0 = no limit). @default 200 */
+  maxConnectionsPerAddress: number;
+  /** Most simultaneous connections of one userId on this node (0 = no limit). @default 20 */
+  maxConnectionsPerUser: number;
+  /** New sessions per client address: `<count>/<seconds>s` (`0` = no limit). @default "60/10s" */
+  connectRate: string;
+  /** Seconds a new TCP connection has to send its whole request head (a deadline, not an idle timer). @default 10 */
+  requestTimeout: number;
+  /** Most connections the primary holds before their request head is read (0 = no limit). @default 1000 */
+  maxPendingConnections: number;
+  /** Chat messages (text, img, notices) per connection: `<count>/<seconds>s` (`0` = off). @default "20/4s" */
+  messageRate: string;
+  /** Chat messages per user, across workers and nodes. @default "30/4s" */
+  userMessageRate: string;
+  /** Bytes of chat messages per connection (images weigh their size). @default "4000000/10s" */
+  messageBytesRate: string;
+  /** Bytes of chat messages per user, across workers and nodes. @default "6000000/10s" */
+  userMessageBytesRate: string;
+  /** `state` messages (typing, status) per connection. @default "20/4s" */
+  stateRate: string;
+  /** `info` and `onlineList` requests per connection. @default "20/10s" */
+  queryRate: string;
+  /**
+   * Refusals (rate limits, bad frames) a connection may collect within 10 s before it is
+   * disconnected with E_RATE_LIMITED (0 = never). @default 50
+   */
+  maxRefusals: number;
+  /**
+   * Bytes queued for one connection (not yet taken by the client) before it is dropped with
+   * E_SLOW_CONSUMER (0 = no limit). @default 8_000_000
+   */
+  maxBufferedBytes: number;
+  /** Most users in one `onlineList` reply; bigger rooms are paged (`{ cursor }`). @default 1000 */
+  listPageSize: number;
   /** Detach and run in the background. @default false */
   daemon: boolean;
+}
+
+/** A `<count>/<seconds>s` rate, as the rate keys take it. */
+export interface Rate {
+  points: number;
+  seconds: number;
+}
+
+const RATE = /^(\d+)\/(\d+)s?$/;
+
+/** Parses a rate key's value; undefined means no limit (`0`). */
+export function parseRate(value: string): Rate | undefined {
+  if (value.trim() === "0") return undefined;
+  const m = RATE.exec(value.trim());
+  if (!m) return undefined;
+  const points = Number(m[1]);
+  const seconds = Number(m[2]);
+  return points > 0 && seconds > 0 ? { points, seconds } : undefined;
 }
 
 export const DEFAULTS: Config = {
@@ -72,6 +140,25 @@ export const DEFAULTS: Config = {
   maxImageBytes: 1_000_000,
   maxFrameBytes: 1_500_000,
   presenceLimit: 1000,
+  jwtAudience: "",
+  jwtIssuer: "",
+  allowedOrigins: "*",
+  trustedProxies: "",
+  maxConnections: 20_000,
+  maxConnectionsPerAddress: 200,
+  maxConnectionsPerUser: 20,
+  connectRate: "60/10s",
+  requestTimeout: 10,
+  maxPendingConnections: 1000,
+  messageRate: "20/4s",
+  userMessageRate: "30/4s",
+  messageBytesRate: "4000000/10s",
+  userMessageBytesRate: "6000000/10s",
+  stateRate: "20/4s",
+  queryRate: "20/10s",
+  maxRefusals: 50,
+  maxBufferedBytes: 8_000_000,
+  listPageSize: 1000,
   daemon: false,
 };
 
@@ -97,7 +184,8 @@ type Rule =
   | { kind: "int"; min: number; max: number }
   | { kind: "enum"; values: readonly string[] }
   | { kind: "string"; nonEmpty?: boolean }
-  | { kind: "bool" };
+  | { kind: "bool" }
+  | { kind: "rate" };
 
 /** How each key is checked; the CLI builds its options from the same table. */
 export const RULES: { [K in keyof Config]: Rule } = {
@@ -121,6 +209,25 @@ export const RULES: { [K in keyof Config]: Rule } = {
   maxImageBytes: { kind: "int", min: 100, max: 50_000_000 },
   maxFrameBytes: { kind: "int", min: 1024, max: 100_000_000 },
   presenceLimit: { kind: "int", min: 0, max: 10_000_000 },
+  jwtAudience: { kind: "string" },
+  jwtIssuer: { kind: "string" },
+  allowedOrigins: { kind: "string", nonEmpty: true },
+  trustedProxies: { kind: "string" },
+  maxConnections: { kind: "int", min: 0, max: 10_000_000 },
+  maxConnectionsPerAddress: { kind: "int", min: 0, max: 10_000_000 },
+  maxConnectionsPerUser: { kind: "int", min: 0, max: 1_000_000 },
+  connectRate: { kind: "rate" },
+  requestTimeout: { kind: "int", min: 1, max: 3600 },
+  maxPendingConnections: { kind: "int", min: 0, max: 10_000_000 },
+  messageRate: { kind: "rate" },
+  userMessageRate: { kind: "rate" },
+  messageBytesRate: { kind: "rate" },
+  userMessageBytesRate: { kind: "rate" },
+  stateRate: { kind: "rate" },
+  queryRate: { kind: "rate" },
+  maxRefusals: { kind: "int", min: 0, max: 1_000_000 },
+  maxBufferedBytes: { kind: "int", min: 0, max: 10_000_000_000 },
+  listPageSize: { kind: "int", min: 1, max: 1_000_000 },
   daemon: { kind: "bool" },
 };
 
@@ -150,6 +257,11 @@ function check(key: keyof Config, rule: Rule, value: unknown): unknown {
       if (value === true || value === "true" || value === "1") return true;
       if (value === false || value === "false" || value === "0") return false;
       throw new ConfigError(key, `expected true or false, got ${shown}`);
+    case "rate":
+      if (typeof value !== "string" || (value.trim() !== "0" && !parseRate(value))) {
+        throw new ConfigError(key, `expected <count>/<seconds>s (e.g. 20/4s) or 0, got ${shown}`);
+      }
+      return value.trim();
   }
 }
 

@@ -12,7 +12,7 @@ import http from "node:http";
 import path from "node:path";
 import type { ClientOptions } from "./chat-client.js";
 import type { NginxHandle } from "./nginx.js";
-import { CLI, type CliResult, runCliAsync, tempDir, waitUntil } from "./service.js";
+import { CLI, type CliResult, runCliAsync, TEST_LIMITS_ENV, tempDir, waitUntil } from "./service.js";
 
 export interface NodeOptions {
   redisUrl: string;
@@ -139,6 +139,7 @@ export async function startNode(opts: NodeOptions): Promise<NodeHandle> {
     ...(opts.args ?? []),
   ];
   const proc: ChildProcess = spawn(process.execPath, args, {
+    env: { ...process.env, ...TEST_LIMITS_ENV },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });

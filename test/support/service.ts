@@ -60,6 +60,15 @@ export function runCliAsync(args: string[], env: Record<string, string> = {}): P
   });
 }
 
+/**
+ * Every test client connects from 127.0.0.1, so the per-address limits (meant for the public,
+ * one address per client) are lifted unless a test sets them; flags and the test's own env win.
+ */
+export const TEST_LIMITS_ENV: Record<string, string> = {
+  WEIGOT_WS_CONNECT_RATE: "0",
+  WEIGOT_WS_MAX_CONNECTIONS_PER_ADDRESS: "0",
+};
+
 export function tempDir(prefix = "weigot-ws-test-"): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix));
 }
@@ -87,7 +96,7 @@ export async function startService(
   ];
   full.push("--log-format", "json", "--log-level", "info", ...args);
   const proc = spawn(process.execPath, [CLI, ...full], {
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...TEST_LIMITS_ENV, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: string[] = [];
