@@ -12,7 +12,14 @@ import http from "node:http";
 import path from "node:path";
 import type { ClientOptions } from "./chat-client.js";
 import type { NginxHandle } from "./nginx.js";
-import { CLI, type CliResult, runCliAsync, TEST_LIMITS_ENV, tempDir, waitUntil } from "./service.js";
+import {
+  CLI,
+  type CliResult,
+  runCliAsync,
+  TEST_LIMITS_ENV,
+  tempDir,
+  waitUntil,
+} from "./service.js";
 
 export interface NodeOptions {
   redisUrl: string;
