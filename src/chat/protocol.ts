@@ -41,6 +41,8 @@ export interface UserInfo {
 export interface ErrorInfo {
   code: ErrorCode;
   message: string;
+  /** E_RATE_LIMITED: milliseconds until the refused action would be accepted again. */
+  retryAfterMs?: number;
 }
 
 export interface EnvelopeContent {
@@ -100,6 +102,20 @@ export const ErrorCodes = [
   "E_FORBIDDEN",
   "E_UNKNOWN_EVENT",
   "E_INTERNAL",
+  /** A frame socket.io cannot or must not dispatch (shape, size of its parts, junk). */
+  "E_BAD_FRAME",
+  /** Over a rate limit; carries retryAfterMs. Also the reason of a disconnect for abuse. */
+  "E_RATE_LIMITED",
+  /** The connection did not read what was sent to it: dropped. */
+  "E_SLOW_CONSUMER",
+  /** Connection caps: per address, per user. */
+  "E_TOO_MANY_CONNECTIONS",
+  /** Node-wide caps (max connections, pending connections). */
+  "E_SERVER_BUSY",
+  /** The page's Origin is not in --allowed-origins. */
+  "E_ORIGIN_FORBIDDEN",
+  /** A userId or username that is reserved or would impersonate (system, another fd). */
+  "E_RESERVED_NAME",
 ] as const;
 export type ErrorCode = (typeof ErrorCodes)[number];
 
