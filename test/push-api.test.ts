@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import http from "node:http";
 import { after, afterEach, before, describe, it } from "node:test";
 import { ChatClient } from "./support/chat-client.js";
 import { type ServiceHandle, startService } from "./support/service.js";
@@ -112,6 +113,46 @@ describe("backend push API", () => {
       assert.equal(res.status, status, code);
       assert.equal(((await res.json()) as { error: { code: string } }).error.code, code);
     }
+  });
+
+  it("answers a body over the limit with 413 E_PAYLOAD_TOO_LARGE, not a connection reset", async () => {
+    // Default --max-image-bytes: the limit is 1,000,000 + 16 KB; node:http shows what the peer
+    // did (a reset before any answer would reject with ECONNRESET instead of a response).
+    const body = Buffer.alloc(3_000_000, "a");
+    const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(
+        `${service.url}/api/v1/push`,
+        { method: "POST", headers: { Authorization: `Bearer ${KEY}` } },
+        (r) => {
+          let text = "";
+          r.setEncoding("utf8");
+          r.on("data", (d: string) => {
+            text += d;
+          });
+          r.on("end", () => resolve({ status: r.statusCode ?? 0, body: text }));
+          r.on("error", reject);
+        },
+      );
+      // Writes still in flight when the server closes after its answer may fail: not the point.
+      req.on("error", (err) => {
+        if (!req.res) reject(err);
+      });
+      req.end(body);
+    });
+    assert.equal(res.status, 413);
+    const parsed = JSON.parse(res.body) as { ok: boolean; error: { code: string } };
+    assert.equal(parsed.ok, false);
+    assert.equal(parsed.error.code, "E_PAYLOAD_TOO_LARGE");
+    // The worker is fine: the next push goes through.
+    assert.equal((await post({ room: "ops", message: "after 413" })).status, 200);
+  });
+
+  it("answers bad %-encoding in a path with 400 E_BAD_ROOM", async () => {
+    const res = await fetch(`${service.url}/api/v1/rooms/%E0%A4%A/users`, {
+      headers: { Authorization: `Bearer ${KEY}` },
+    });
+    assert.equal(res.status, 400);
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, "E_BAD_ROOM");
   });
 });
 

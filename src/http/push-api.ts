@@ -75,7 +75,7 @@ export function pushApi(opts: PushApiOptions) {
       if (!chat || !presence) throw new ChatError("E_INTERNAL", "the service is starting");
       const usersMatch = ROOM_USERS.exec(url.pathname);
       if (req.method === "GET" && usersMatch) {
-        const room = checkRoom(decodeURIComponent(usersMatch[1]));
+        const room = checkRoom(decodePathPart(usersMatch[1]));
         reply(200, { room, users: await presence.list(room) });
         return;
       }
@@ -122,21 +122,37 @@ function parseFrom(from: unknown): { userId: string; username: string } | undefi
   return { userId: f.userId.slice(0, 64), username: username.slice(0, 32) };
 }
 
+/** A %-encoded path segment; bad encoding is the client's error, not the service's. */
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new ChatError("E_BAD_ROOM", "the room in the path is not valid %-encoding");
+  }
+}
+
 function readJson(req: IncomingMessage, limit: number): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on("data", (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) {
+        // Answer 413 at once (the caller replies) and discard the rest unbuffered: destroying
+        // the request here would reset the connection before the answer is written. The
+        // response's Connection: close then ends the connection.
+        req.removeListener("data", onData);
+        chunks.length = 0;
+        req.resume();
         reject(new ApiError("E_PAYLOAD_TOO_LARGE", `body over ${limit} bytes`));
-        req.destroy();
         return;
       }
       chunks.push(chunk);
-    });
+    };
+    req.on("data", onData);
     req.on("error", reject);
     req.on("end", () => {
+      if (size > limit) return;
       try {
         const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
         if (typeof body !== "object" || body === null || Array.isArray(body)) throw new Error();
