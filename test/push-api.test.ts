@@ -119,11 +119,13 @@ describe("backend push API", () => {
     // Default --max-image-bytes: the limit is 1,000,000 + 16 KB; node:http shows what the peer
     // did (a reset before any answer would reject with ECONNRESET instead of a response).
     const body = Buffer.alloc(3_000_000, "a");
+    let answered = false;
     const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = http.request(
         `${service.url}/api/v1/push`,
         { method: "POST", headers: { Authorization: `Bearer ${KEY}` } },
         (r) => {
+          answered = true;
           let text = "";
           r.setEncoding("utf8");
           r.on("data", (d: string) => {
@@ -135,7 +137,7 @@ describe("backend push API", () => {
       );
       // Writes still in flight when the server closes after its answer may fail: not the point.
       req.on("error", (err) => {
-        if (!req.res) reject(err);
+        if (!answered) reject(err);
       });
       req.end(body);
     });
