@@ -73,6 +73,7 @@ const el = {
   roomName: byTestId("room-name"),
   leave: byTestId("leave"),
   errorBanner: byTestId("error-banner"),
+  openModeBanner: byTestId("open-mode-banner"),
   errorText: byTestId("error-text"),
   errorClose: byTestId("error-close"),
   joinForm: byTestId("join-form"),
@@ -443,7 +444,8 @@ function sendMessage(type, message) {
     return Promise.resolve(false);
   }
   const payload = { type, content: { message } };
-  if (state.target) payload.to = state.target.userId;
+  // { userId }, not a bare string: a string could also be read as an fd.
+  if (state.target) payload.to = { userId: state.target.userId };
   return new Promise((resolve) => {
     socket.timeout(ACK_TIMEOUT_MS).emit("message", payload, (timeoutError, reply) => {
       if (timeoutError) {
@@ -462,7 +464,7 @@ function sendTyping() {
   if (!socket?.connected || now - state.lastTypingSent < TYPING_SEND_INTERVAL_MS) return;
   state.lastTypingSent = now;
   const payload = { type: "state", content: { message: "typing" } };
-  if (state.target) payload.to = state.target.userId;
+  if (state.target) payload.to = { userId: state.target.userId };
   socket.emit("message", payload);
 }
 
@@ -697,12 +699,20 @@ el.imageFile.addEventListener("change", () => {
 // ---------------------------------------------------------------------------------------------
 // Start-up
 
+/** Open mode (no --jwt-secret): names are not checked by anyone, so the page says so. */
+function showOpenModeBanner() {
+  el.openModeBanner.textContent =
+    "Development mode: anyone can claim any name; run with --jwt-secret in production.";
+  el.openModeBanner.hidden = false;
+}
+
 async function loadConfig() {
   try {
     const response = await fetch("config.json", { cache: "no-store" });
     if (!response.ok) return;
     const body = await response.json();
     if (body.authRequired === true) showTokenField();
+    if (body.open === true) showOpenModeBanner();
     if (Number.isInteger(body.maxImageBytes) && body.maxImageBytes > 0) {
       config.maxImageBytes = body.maxImageBytes;
     }

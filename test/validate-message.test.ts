@@ -86,6 +86,27 @@ describe("validateMessage", () => {
     );
   });
 
+  it("keeps `to` as { userId } or { fd }: the unambiguous forms", () => {
+    assert.deepEqual(validateMessage(text("hi", { to: { userId: "bob" } }), LIMITS), {
+      type: "text",
+      content: { message: "hi" },
+      to: { userId: "bob" },
+    });
+    assert.deepEqual(
+      validateMessage(text("hi", { to: { fd: "AbC-_0123456789abcdE" } }), LIMITS).to,
+      {
+        fd: "AbC-_0123456789abcdE",
+      },
+    );
+    // A numeric userId, as the handshake accepts, is the same user as its string.
+    assert.deepEqual(validateMessage(text("hi", { to: { userId: 42 } }), LIMITS).to, {
+      userId: "42",
+    });
+    assert.deepEqual(validateMessage(text("hi", { to: { userId: "u".repeat(128) } }), LIMITS).to, {
+      userId: "u".repeat(128),
+    });
+  });
+
   it("E_BAD_PAYLOAD: not an object", () => {
     for (const p of [null, undefined, "hello", 42, true, [], [text("hi")]])
       fails(p, "E_BAD_PAYLOAD");
@@ -114,8 +135,25 @@ describe("validateMessage", () => {
     }
   });
 
-  it("E_BAD_PAYLOAD: `to` empty, too long or not a string", () => {
-    for (const to of ["", "t".repeat(129), 7, null, { id: "bob" }, ["bob"]]) {
+  it("E_BAD_PAYLOAD: `to` empty, too long, not a string, not exactly one of { userId } / { fd }", () => {
+    for (const to of [
+      "",
+      "t".repeat(129),
+      7,
+      null,
+      { id: "bob" },
+      ["bob"],
+      {},
+      { userId: "" },
+      { fd: "" },
+      { userId: "u".repeat(129) },
+      { userId: "bob", fd: "AbC-_0123456789abcdE" },
+      { userId: "bob", extra: 1 },
+      { userId: null },
+      { fd: 1.5 },
+      { userId: { userId: "bob" } },
+      [{ userId: "bob" }],
+    ]) {
       fails(text("hi", { to }), "E_BAD_PAYLOAD");
     }
   });

@@ -8,7 +8,6 @@ import { envelope, errorEnvelope } from "./envelope.js";
 import { MessageIds } from "./message-ids.js";
 import type {
   Ack,
-  ClientMessage,
   ClientToServerEvents,
   Envelope,
   InterServerEvents,
@@ -18,7 +17,12 @@ import type {
 } from "./protocol.js";
 import { Action } from "./protocol.js";
 import { roomKey, userKey } from "./rooms.js";
-import { type MessageLimits, validateMessage } from "./validate-message.js";
+import {
+  type CheckedMessage,
+  type MessageLimits,
+  type Recipient,
+  validateMessage,
+} from "./validate-message.js";
 
 export type ChatIo = Server<
   ClientToServerEvents,
@@ -65,25 +69,31 @@ export class ChatServer {
     this.log = opts.logger.child({ component: "chat" });
     const { io } = opts;
     io.use((socket, next) => {
-      opts.auth.authenticate(socket.handshake.auth).then(
-        (identity) => {
-          socket.data.user = {
-            fd: socket.id,
-            userId: identity.userId,
-            username: identity.username,
-            room: identity.room,
-          };
-          if (identity.admin) socket.data.user.admin = true;
-          next();
-        },
-        (err: unknown) => {
-          const e =
-            err instanceof ChatError ? err : new ChatError("E_INTERNAL", "authentication failed");
-          const refusal = new Error(e.message) as Error & { data: unknown };
-          refusal.data = { code: e.code, message: e.message };
-          next(refusal);
-        },
-      );
+      opts.auth
+        .authenticate(socket.handshake.auth)
+        .then(async (identity) => {
+          await refuseFdAsUserId(opts.presence, identity.room, identity.userId);
+          return identity;
+        })
+        .then(
+          (identity) => {
+            socket.data.user = {
+              fd: socket.id,
+              userId: identity.userId,
+              username: identity.username,
+              room: identity.room,
+            };
+            if (identity.admin) socket.data.user.admin = true;
+            next();
+          },
+          (err: unknown) => {
+            const e =
+              err instanceof ChatError ? err : new ChatError("E_INTERNAL", "authentication failed");
+            const refusal = new Error(e.message) as Error & { data: unknown };
+            refusal.data = { code: e.code, message: e.message };
+            next(refusal);
+          },
+        );
     });
     io.on("connection", (socket) => {
       const setup = this.onConnection(socket).catch((err) => this.fail(socket, err));
@@ -250,7 +260,7 @@ export class ChatServer {
    */
   push(
     room: string,
-    msg: ClientMessage,
+    msg: CheckedMessage,
     from?: { userId: string; username: string },
   ): Promise<Envelope> {
     if (msg.type === "state") throw new ChatError("E_BAD_TYPE", "a push is text or img");
@@ -265,15 +275,17 @@ export class ChatServer {
 
   private async deliver(
     sender: UserInfo,
-    msg: ClientMessage,
+    msg: CheckedMessage,
     mayNotice: boolean,
   ): Promise<Envelope> {
     const { io, presence } = this.opts;
     const room = sender.room;
     let target: UserInfo | undefined;
     if (msg.to !== undefined) {
-      target = await presence.find(room, msg.to);
-      if (!target) throw new ChatError("E_NO_RECIPIENT", `no user ${msg.to} in room ${room}`);
+      target = await findRecipient(presence, room, msg.to);
+      if (!target) {
+        throw new ChatError("E_NO_RECIPIENT", `no user ${JSON.stringify(msg.to)} in room ${room}`);
+      }
     }
     // A pushed message has no sender connection to include or leave out.
     const senderKey = sender.fd ? userKey(room, sender.userId) : undefined;
@@ -327,6 +339,41 @@ export class ChatServer {
 function respond(socket: ChatSocket, ack: unknown, reply: Envelope): void {
   if (typeof ack === "function") (ack as Ack)(reply);
   else socket.emit("message", reply);
+}
+
+/** Socket.IO's socket ids (base64id: 15 random bytes, base64url): what an fd looks like. */
+const FD_SHAPE = /^[A-Za-z0-9_-]{20}$/;
+
+/**
+ * Refuses a userId that is the fd of a live connection of the room: messages sent `to` that fd
+ * would reach the claimant. Only fd-shaped userIds cost a lookup.
+ */
+async function refuseFdAsUserId(presence: PresenceStore, room: string, userId: string) {
+  if (!FD_SHAPE.test(userId)) return;
+  const found = await presence.find(room, userId);
+  if (found && found.userId !== userId) {
+    throw new ChatError("E_RESERVED_NAME", "userId is the fd of another connection");
+  }
+}
+
+/**
+ * The user a private message is for. The stores match a userId before an fd, so the kind of
+ * match is read from the answer: a userId match returns that userId. `{ fd }` ignores userId
+ * matches (a stale fd someone later took as userId reaches nobody), `{ userId }` ignores fd
+ * matches; a string takes either, and since no userId equals a live fd, an fd wins.
+ */
+async function findRecipient(
+  presence: PresenceStore,
+  room: string,
+  to: Recipient,
+): Promise<UserInfo | undefined> {
+  const [id, by] =
+    typeof to === "string" ? [to, "any"] : "fd" in to ? [to.fd, "fd"] : [to.userId, "userId"];
+  const found = await presence.find(room, id);
+  if (!found) return undefined;
+  const byUserId = found.userId === id;
+  if ((by === "fd" && byUserId) || (by === "userId" && !byUserId)) return undefined;
+  return found;
 }
 
 function delay(ms: number): Promise<void> {

@@ -9,6 +9,19 @@ export interface MessageLimits {
   maxImageBytes: number;
 }
 
+/**
+ * Who a private message is for. `{ userId }` and `{ fd }` say which; the old string form means the
+ * fd of a live connection in the room if it is one, else a userId (no userId may equal a live fd:
+ * such handshakes are refused). Wanted in protocol.ts as `ClientMessage.to`.
+ */
+export type Recipient = string | { userId: string } | { fd: string };
+
+/** A message as validateMessage returns it: ClientMessage with `to` as a {@link Recipient}. */
+export type CheckedMessage = Omit<ClientMessage, "to"> & { to?: Recipient };
+
+const MAX_TO_LENGTH = 128;
+const BAD_TO = "to must be a userId or fd (a non-empty string), { userId } or { fd }";
+
 /** Longest state (typing/status) text relayed as 102. */
 export const MAX_STATE_LENGTH = 64;
 const DATA_IMAGE = /^data:image\/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/]+={0,2}$/;
@@ -45,8 +58,29 @@ export function checkImage(url: string, maxBytes: number): void {
   }
 }
 
+function checkId(id: unknown): string | undefined {
+  if (typeof id === "number" && Number.isSafeInteger(id)) return String(id);
+  if (typeof id !== "string" || id === "" || id.length > MAX_TO_LENGTH) return undefined;
+  return id;
+}
+
+/** Checks `to`: a string, `{ userId }` or `{ fd }` (exactly one key). */
+export function checkRecipient(to: unknown): Recipient {
+  if (typeof to === "string") {
+    if (to === "" || to.length > MAX_TO_LENGTH) throw new ChatError("E_BAD_PAYLOAD", BAD_TO);
+    return to;
+  }
+  if (isRecord(to)) {
+    const keys = Object.keys(to);
+    const id = keys.length === 1 ? checkId(to[keys[0]]) : undefined;
+    if (id !== undefined && keys[0] === "userId") return { userId: id };
+    if (id !== undefined && keys[0] === "fd") return { fd: id };
+  }
+  throw new ChatError("E_BAD_PAYLOAD", BAD_TO);
+}
+
 /** Turns whatever a client sent with the `message` event into a checked message, or throws. */
-export function validateMessage(payload: unknown, limits: MessageLimits): ClientMessage {
+export function validateMessage(payload: unknown, limits: MessageLimits): CheckedMessage {
   if (!isRecord(payload)) {
     throw new ChatError(
       "E_BAD_PAYLOAD",
@@ -60,9 +94,7 @@ export function validateMessage(payload: unknown, limits: MessageLimits): Client
   if (!isRecord(content) || typeof content.message !== "string") {
     throw new ChatError("E_BAD_PAYLOAD", "content.message must be a string");
   }
-  if (to !== undefined && (typeof to !== "string" || to === "" || to.length > 128)) {
-    throw new ChatError("E_BAD_PAYLOAD", "to must be a non-empty userId or fd");
-  }
+  const recipient = to === undefined ? undefined : checkRecipient(to);
   if (notice !== undefined && typeof notice !== "boolean") {
     throw new ChatError("E_BAD_PAYLOAD", "notice must be true or false");
   }
@@ -94,8 +126,8 @@ export function validateMessage(payload: unknown, limits: MessageLimits): Client
       }
       break;
   }
-  const checked: ClientMessage = { type: type as MessageType, content: { message } };
-  if (to !== undefined) checked.to = to as string;
+  const checked: CheckedMessage = { type: type as MessageType, content: { message } };
+  if (recipient !== undefined) checked.to = recipient;
   if (notice === true) checked.notice = true;
   return checked;
 }

@@ -1,3 +1,5 @@
+import type { ErrorCode } from "../chat/protocol.js";
+import type { Refusal } from "../http/refusal.js";
 import type { PresenceEvent } from "../presence/presence-store.js";
 
 /**
@@ -11,7 +13,9 @@ export type PrimaryToWorker =
   | { type: "wws:drain"; notice: string; graceMs: number }
   | { type: "wws:reap"; owner: string }
   | { type: "wws:presence-event"; event: PresenceEvent }
-  | { type: "wws:stats-request"; id: number };
+  | { type: "wws:stats-request"; id: number }
+  /** The ledger's answer to wws:admit: a token to release later, or the refusal. */
+  | { type: "wws:admit-reply"; id: number; token?: number; refusal?: Refusal };
 
 export interface WorkerStats {
   pid: number;
@@ -26,7 +30,14 @@ export type WorkerToPrimary =
   | { type: "wws:ready"; owner: string }
   | { type: "wws:presence-call"; id: number; method: string; args: unknown[] }
   | { type: "wws:stats-reply"; id: number; stats: WorkerStats }
-  | { type: "wws:health"; backendUp: boolean };
+  | { type: "wws:health"; backendUp: boolean }
+  /** Reserve a slot in the node's connection ledger: a new session (by address) or a user. */
+  | { type: "wws:admit"; id: number; kind: AdmitKind; key: string }
+  | { type: "wws:admit-release"; token: number }
+  /** A refusal decided in the worker (origin): counted by the primary. */
+  | { type: "wws:refused"; code: ErrorCode };
+
+export type AdmitKind = "session" | "user";
 
 export function isOurs<T extends { type: string }>(msg: unknown): msg is T {
   return (

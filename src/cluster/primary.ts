@@ -12,7 +12,8 @@ import { fileURLToPath } from "node:url";
 import { setupPrimary as setupClusterAdapter } from "@socket.io/cluster-adapter";
 import { CLEAN_NODE_ENV } from "../backend/backend.js";
 import { waitForRedis } from "../backend/wait-for-redis.js";
-import type { Config } from "../config/config.js";
+import { type Config, parseRate } from "../config/config.js";
+import { ClientAddresses } from "../http/client-address.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { servePresence } from "../presence/ipc-presence-store.js";
 import { MemoryPresenceStore } from "../presence/memory-presence-store.js";
@@ -20,7 +21,9 @@ import { deferred, withTimeout } from "../util/deferred.js";
 import type { PrimaryToWorker, WorkerStats, WorkerToPrimary } from "./ipc-messages.js";
 import { isOurs } from "./ipc-messages.js";
 import { controlSocketPath, livePid, removePidFile, writePidFile } from "./pid-file.js";
-import { StickyBalancer } from "./sticky-balancer.js";
+import { ConnectionLedger } from "./connection-ledger.js";
+import { perAddressPending } from "./pending-connections.js";
+import { HEALTH_RESERVE, StickyBalancer } from "./sticky-balancer.js";
 import { CONFIG_ENV } from "./worker.js";
 
 type SlotState = "starting" | "ready" | "draining";
@@ -47,6 +50,10 @@ export interface Status {
   workers: (Partial<WorkerStats> & { id: number; pid: number; state: SlotState })[];
   connections: number;
   users: number;
+  /** Refusals of new connections since start, by code (admission: caps, rates, origins). */
+  refusals: ConnectionLedger["refusals"];
+  /** Connections whose head is being read, live sessions as reserved, heads past the deadline. */
+  admission: { pending: number; sessions: number; headTimeouts: number };
 }
 
 export class AlreadyRunningError extends Error {}
@@ -71,6 +78,8 @@ export class Primary {
   });
   private readonly server: net.Server;
   private readonly balancer: StickyBalancer;
+  private readonly ledger: ConnectionLedger;
+  private headTimeouts = 0;
   private readonly health: Server;
   private control?: Server;
   private readonly startedAt = Date.now();
@@ -86,6 +95,13 @@ export class Primary {
     this.root = createLogger(config, { node: config.nodeId });
     this.log = this.root.child({ component: "primary" });
     this.health = createHttpServer((req, res) => this.onHealthRequest(req, res));
+    this.ledger = new ConnectionLedger({
+      maxConnections: config.maxConnections,
+      maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+      maxConnectionsPerUser: config.maxConnectionsPerUser,
+      connectRate: parseRate(config.connectRate),
+    });
+    const proxies = new ClientAddresses(config.trustedProxies);
     this.balancer = new StickyBalancer({
       routable: () =>
         [...this.slots.values()].filter((s) => s.state === "ready").map((s) => s.worker),
@@ -95,6 +111,15 @@ export class Primary {
       },
       local: this.health,
       localPaths: new Set(["/healthz", "/readyz"]),
+      requestTimeoutMs: config.requestTimeout * 1000,
+      pending: {
+        max: config.maxPendingConnections,
+        perAddress: perAddressPending(config.maxPendingConnections),
+        reserve: HEALTH_RESERVE,
+      },
+      isTrusted: (address) => proxies.isTrusted(address),
+      onRefused: (code) => this.ledger.count(code),
+      onHeadTimeout: () => this.headTimeouts++,
     });
     this.server = net.createServer((socket) => this.balancer.handle(socket));
   }
@@ -187,6 +212,24 @@ export class Primary {
       case "wws:stats-reply":
         this.statsWaiters.get(msg.id)?.(msg.stats);
         break;
+      case "wws:admit":
+        this.ledger
+          .reserve(worker.id, msg.kind, msg.key)
+          .then((r) =>
+            this.send(
+              worker,
+              typeof r === "number"
+                ? { type: "wws:admit-reply", id: msg.id, token: r }
+                : { type: "wws:admit-reply", id: msg.id, refusal: r },
+            ),
+          );
+        break;
+      case "wws:admit-release":
+        this.ledger.release(msg.token);
+        break;
+      case "wws:refused":
+        this.ledger.count(msg.code);
+        break;
       case "wws:health":
         if (slot.backendUp !== msg.backendUp) {
           this.log.warn(msg.backendUp ? "backend is back" : "backend is down", {
@@ -201,6 +244,7 @@ export class Primary {
   private onWorkerExit(worker: Worker, code: number | null, signal: string | null): void {
     const slot = this.slots.get(worker.id);
     this.balancer.dropWorker(worker);
+    this.ledger.dropWorker(worker.id);
     if (!slot) return;
     this.slots.delete(worker.id);
     const planned = slot.state === "draining" || this.stopping !== undefined;
@@ -351,6 +395,12 @@ export class Primary {
       workers,
       connections: workers.reduce((n, w) => n + (w.connections ?? 0), 0),
       users: presence?.users ?? 0,
+      refusals: { ...this.ledger.refusals },
+      admission: {
+        pending: this.balancer.pendingCount,
+        sessions: this.ledger.size,
+        headTimeouts: this.headTimeouts,
+      },
     };
   }
 

@@ -7,6 +7,7 @@ import type { Backend } from "../backend/backend.js";
 import { ClusterBackend } from "../backend/cluster-backend.js";
 import { type ChatIo, ChatServer } from "../chat/chat-server.js";
 import type { Config } from "../config/config.js";
+import { Admission, corsFor } from "../http/admission.js";
 import { pushApi } from "../http/push-api.js";
 import { staticFiles } from "../http/static-files.js";
 import { createLogger, type Logger } from "../log/logger.js";
@@ -128,9 +129,12 @@ export function runWorker(): void {
   const io: ChatIo = new Server(httpServer, {
     maxHttpBufferSize: config.maxFrameBytes,
     perMessageDeflate: false,
-    cors: { origin: "*" },
+    cors: corsFor(config.allowedOrigins),
   });
   io.engine.generateId = () => newSessionId(workerId);
+  // Origin, connect rate and connection caps of new sessions (after the cors middleware).
+  const admission = new Admission(config);
+  admission.attach(io.engine);
   io.engine.on(
     "headers",
     (headers: Record<string, string>, req: { headers: { upgrade?: string } }) => {

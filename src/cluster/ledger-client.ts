@@ -1,0 +1,79 @@
+import type { Refusal } from "../http/refusal.js";
+import type { AdmitKind, PrimaryToWorker, WorkerToPrimary } from "./ipc-messages.js";
+import { isOurs } from "./ipc-messages.js";
+
+/** A granted slot (release it exactly when the connection ends; extra calls do nothing). */
+export type Reservation = { ok: true; release: () => void } | { ok: false; refusal: Refusal };
+
+const GONE: Refusal = { code: "E_SERVER_BUSY", message: "the server is not ready, retry later" };
+
+/**
+ * A worker's side of the primary's connection ledger (see ConnectionLedger): one IPC round
+ * trip per reservation. A reply that comes after its caller gave up is released at once, so no
+ * slot is held for a connection that does not exist.
+ */
+export class LedgerClient {
+  private nextId = 1;
+  private readonly waiting = new Map<
+    number,
+    (reply: { token?: number; refusal?: Refusal }) => void
+  >();
+  private readonly onMessage = (msg: unknown) => {
+    if (!isOurs<PrimaryToWorker>(msg) || msg.type !== "wws:admit-reply") return;
+    const done = this.waiting.get(msg.id);
+    if (done) {
+      this.waiting.delete(msg.id);
+      done(msg);
+    } else if (msg.token !== undefined) {
+      this.send({ type: "wws:admit-release", token: msg.token });
+    }
+  };
+
+  constructor(
+    private readonly channel: NodeJS.Process = process,
+    private readonly timeoutMs = 5000,
+  ) {
+    channel.on("message", this.onMessage);
+  }
+
+  reserve(kind: AdmitKind, key: string): Promise<Reservation> {
+    return new Promise((resolve) => {
+      if (!this.channel.connected) {
+        resolve({ ok: false, refusal: GONE });
+        return;
+      }
+      const id = this.nextId++;
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        resolve({ ok: false, refusal: GONE });
+      }, this.timeoutMs);
+      this.waiting.set(id, (reply) => {
+        clearTimeout(timer);
+        if (reply.token === undefined) {
+          resolve({ ok: false, refusal: reply.refusal ?? GONE });
+          return;
+        }
+        const token = reply.token;
+        let held = true;
+        resolve({
+          ok: true,
+          release: () => {
+            if (!held) return;
+            held = false;
+            this.send({ type: "wws:admit-release", token });
+          },
+        });
+      });
+      this.send({ type: "wws:admit", id, kind, key });
+    });
+  }
+
+  /** Tells the primary about a refusal decided here, for its counters. */
+  refused(refusal: Refusal): void {
+    this.send({ type: "wws:refused", code: refusal.code });
+  }
+
+  private send(msg: WorkerToPrimary): void {
+    if (this.channel.connected) this.channel.send?.(msg);
+  }
+}
