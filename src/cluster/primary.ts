@@ -134,7 +134,9 @@ export class Primary {
     }
     writePidFile(this.config.pidFile);
     if (!this.config.jwtSecret) {
-      this.log.warn("no --jwt-secret: the service is open, anyone may claim any username");
+      this.log.warn(
+        "OPEN MODE, for development only: no --jwt-secret, so anyone can claim any name and read its private messages; run with --jwt-secret (and --jwt-audience/--jwt-issuer) in production",
+      );
     }
     cluster.setupPrimary({
       exec: path.join(path.dirname(fileURLToPath(import.meta.url)), "worker-main.js"),

@@ -35,6 +35,8 @@ export function runWorker(): void {
   let ready = false;
   const files = staticFiles(() => ({
     authRequired: config.jwtSecret !== "",
+    // Open mode (no --jwt-secret): the page warns that anyone can claim any name.
+    open: config.jwtSecret === "",
     maxImageBytes: config.maxImageBytes,
     maxMessageLength: config.maxMessageLength,
   }));
@@ -148,7 +150,10 @@ export function runWorker(): void {
     chat = new ChatServer({
       io,
       presence: backend.presence,
-      auth: new Authenticator(config.jwtSecret),
+      auth: new Authenticator(config.jwtSecret, {
+        audience: config.jwtAudience,
+        issuer: config.jwtIssuer,
+      }),
       owner,
       logger,
       maxMessageLength: config.maxMessageLength,
