@@ -1,0 +1,339 @@
+/**
+ * A Socket.IO parser (the Server's `parser` option) that checks every packet a client sends
+ * before socket.io dispatches it. socket.io applies a packet's arguments to its listeners in a
+ * process.nextTick, outside any try/catch: one `42["message",1,1,…]` with 50,000 arguments
+ * overflowed the stack there and ended the worker. Junk that socket.io-parser throws on made
+ * socket.io close the connection without a word.
+ *
+ * Here a packet is refused when its shape could hurt (too many arguments, too deep or too big a
+ * payload, odd ack ids, event names, attachment counts, packet types a client may not send) or
+ * when it cannot be decoded. A refused packet never reaches a handler; it becomes a substitute
+ * EVENT `BAD_FRAME_EVENT` carrying a FrameRefusal (and the packet's ack id when it had a valid
+ * one), which the chat server answers with E_BAD_FRAME. A refused CONNECT carries a refusal in
+ * its auth, turned into a coded connect_error by `refuseBadHandshakes`.
+ */
+import { EventEmitter } from "node:events";
+import type { Server, Socket } from "socket.io";
+import { Decoder as BaseDecoder, Encoder, type Packet, PacketType } from "socket.io-parser";
+
+/** The event a refused packet is replaced with. A client sending it itself gets E_BAD_FRAME. */
+export const BAD_FRAME_EVENT = "wws:bad-frame";
+
+/** What a substitute BAD_FRAME_EVENT carries (JSON cannot produce one: a client cannot forge it). */
+export class FrameRefusal {
+  constructor(
+    /** Why the packet was refused, for the client. */
+    readonly reason: string,
+    /** Refusals dropped without a reply before this one (over REFUSAL_REPLIES_PER_SECOND). */
+    readonly dropped = 0,
+  ) {}
+}
+
+export interface FrameLimits {
+  /** Arguments after the event name (the protocol uses one payload; the ack id is not one). */
+  maxArgs: number;
+  /** Characters of an event name. */
+  maxEventNameLength: number;
+  /** Nesting of a packet's data (the argument array is level 1). */
+  maxDepth: number;
+  /** Values in a packet's data, all levels (an array or object counts, and each member). */
+  maxNodes: number;
+  /** Binary attachments of one packet. */
+  maxAttachments: number;
+  /** Refusals answered per connection and second; more are dropped (and counted) unanswered. */
+  refusalRepliesPerSecond: number;
+}
+
+export const DEFAULT_FRAME_LIMITS: FrameLimits = {
+  maxArgs: 4,
+  maxEventNameLength: 64,
+  maxDepth: 16,
+  maxNodes: 1000,
+  maxAttachments: 2,
+  refusalRepliesPerSecond: 10,
+};
+
+/** The only namespace this service serves. */
+const NSP = "/";
+
+/** Where a binary placeholder sits, to put the attachment there once it has arrived. */
+interface Slot {
+  parent: Record<string, unknown> | unknown[];
+  key: string | number;
+  num: number;
+}
+
+/** Thrown by the checks: the reason is for the client. */
+class Refused extends Error {}
+
+/**
+ * Walks `data` iteratively (no recursion to overflow) and checks depth and size. With
+ * `attachments`, collects the binary placeholders and checks their indexes.
+ */
+function checkTree(data: unknown, limits: FrameLimits, attachments = 0): Slot[] {
+  const slots: Slot[] = [];
+  const stack: [unknown, number][] = [[data, 1]];
+  let nodes = 0;
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop() as [unknown, number];
+    if (++nodes > limits.maxNodes) throw new Refused(`more than ${limits.maxNodes} values`);
+    if (typeof value !== "object" || value === null) continue;
+    if (depth > limits.maxDepth) throw new Refused(`nested deeper than ${limits.maxDepth}`);
+    const entries: [string | number, unknown][] = Array.isArray(value)
+      ? value.map((v, i) => [i, v])
+      : Object.entries(value);
+    if (nodes + entries.length > limits.maxNodes) {
+      throw new Refused(`more than ${limits.maxNodes} values`);
+    }
+    for (const [key, child] of entries) {
+      const c = child as { _placeholder?: unknown; num?: unknown } | null;
+      if (attachments > 0 && typeof c === "object" && c !== null && c._placeholder === true) {
+        if (!Number.isInteger(c.num) || (c.num as number) < 0 || (c.num as number) >= attachments)
+          throw new Refused("a binary placeholder names no attachment");
+        slots.push({ parent: value as Slot["parent"], key, num: c.num as number });
+        nodes++;
+        continue;
+      }
+      stack.push([child, depth + 1]);
+    }
+  }
+  return slots;
+}
+
+const isAckId = (id: unknown): id is number => Number.isSafeInteger(id) && (id as number) >= 0;
+
+/** Checks a decoded packet; returns the slots of its binary placeholders. */
+function checkPacket(p: Packet, limits: FrameLimits): Slot[] {
+  switch (p.type) {
+    case PacketType.CONNECT:
+      if (p.data !== undefined) checkTree(p.data, limits);
+      return [];
+    case PacketType.DISCONNECT:
+      return [];
+    case PacketType.EVENT:
+    case PacketType.BINARY_EVENT:
+    case PacketType.ACK:
+    case PacketType.BINARY_ACK:
+      break;
+    default:
+      throw new Refused(`a client may not send packet type ${p.type}`);
+  }
+  const isEvent = p.type === PacketType.EVENT || p.type === PacketType.BINARY_EVENT;
+  if (p.id !== undefined && !isAckId(p.id)) throw new Refused("bad ack id");
+  if (!isEvent && p.id === undefined) throw new Refused("an ack without an id");
+  const data = p.data as unknown[];
+  if (isEvent) {
+    const name = data[0];
+    if (typeof name !== "string" || name.length === 0 || name.length > limits.maxEventNameLength)
+      throw new Refused(
+        `the event name must be a string of 1-${limits.maxEventNameLength} characters`,
+      );
+    if (data.length - 1 > limits.maxArgs)
+      throw new Refused(`more than ${limits.maxArgs} arguments`);
+  } else if (data.length > limits.maxArgs) {
+    throw new Refused(`more than ${limits.maxArgs} arguments`);
+  }
+  const binary = p.type === PacketType.BINARY_EVENT || p.type === PacketType.BINARY_ACK;
+  return checkTree(data, limits, binary ? (p.attachments ?? 0) : 0);
+}
+
+/**
+ * The header of a frame socket.io-parser could not decode: its packet type, attachment count and
+ * ack id, as far as they can be read (`<type>[<n>-][/<nsp>,][<id>]…`).
+ */
+function readHeader(frame: string): { type: number; attachments: number; id?: number } {
+  const type = frame.charCodeAt(0) - 48;
+  let i = 1;
+  let attachments = 0;
+  if (type === PacketType.BINARY_EVENT || type === PacketType.BINARY_ACK) {
+    const m = /^(\d{1,15})-/.exec(frame.slice(1, 18));
+    if (m) {
+      attachments = Number(m[1]);
+      i += m[0].length;
+    }
+  }
+  if (frame[i] === "/") {
+    const comma = frame.indexOf(",", i);
+    i = comma === -1 ? frame.length : comma + 1;
+  }
+  const digits = /^\d{1,16}/.exec(frame.slice(i, i + 16))?.[0];
+  const id = digits === undefined ? undefined : Number(digits);
+  return { type, attachments, id: isAckId(id) ? id : undefined };
+}
+
+const isBinaryData = (obj: unknown) => obj instanceof ArrayBuffer || ArrayBuffer.isView(obj);
+
+/** Marks a refused CONNECT's auth (a symbol: no JSON auth can carry it). */
+const REFUSED_AUTH = Symbol("refused handshake");
+
+/**
+ * A Decoder as socket.io's Client uses it (`add`, `destroy`, "decoded" events), with
+ * socket.io-parser doing the decoding and the checks above deciding what is emitted.
+ */
+export class GuardedDecoder extends EventEmitter {
+  private readonly base = new BaseDecoder() as unknown as { decodeString(s: string): Packet };
+  private pending: { packet: Packet; slots: Slot[]; buffers: unknown[] } | undefined;
+  /** Attachments still to come of a refused binary packet: dropped without a word. */
+  private discard = 0;
+  private windowStart = 0;
+  private repliesInWindow = 0;
+  private dropped = 0;
+
+  constructor(private readonly limits: FrameLimits = DEFAULT_FRAME_LIMITS) {
+    super();
+  }
+
+  add(obj: unknown): void {
+    if (typeof obj === "string") this.addString(obj);
+    else if (isBinaryData(obj)) this.addBinary(obj);
+    else this.refuse("data of an unknown kind");
+  }
+
+  destroy(): void {
+    this.pending = undefined;
+  }
+
+  private addString(frame: string): void {
+    if (this.pending) {
+      const { id, type } = this.pending.packet;
+      this.pending = undefined;
+      this.refuse("a binary packet's attachments are missing", type, id);
+    }
+    this.discard = 0;
+    let packet: Packet;
+    try {
+      packet = this.base.decodeString(frame);
+    } catch {
+      const header = readHeader(frame);
+      if (header.type === PacketType.CONNECT) {
+        this.refuseConnect("a malformed handshake");
+      } else {
+        this.discard = header.attachments;
+        this.refuse("a malformed packet", header.type, header.id);
+      }
+      return;
+    }
+    let slots: Slot[];
+    try {
+      slots = checkPacket(packet, this.limits);
+    } catch (err) {
+      if (!(err instanceof Refused)) throw err;
+      if (packet.type === PacketType.CONNECT) {
+        this.refuseConnect(err.message, packet.nsp);
+      } else {
+        this.discard = packet.attachments ?? 0;
+        this.refuse(err.message, packet.type, packet.id);
+      }
+      return;
+    }
+    const attachments = packet.attachments ?? 0;
+    let refusal: string | undefined;
+    if (attachments > this.limits.maxAttachments) {
+      refusal = `more than ${this.limits.maxAttachments} attachments`;
+    } else if (packet.nsp !== NSP && packet.type !== PacketType.CONNECT) {
+      // socket.io would close the connection: this service serves no other namespace.
+      refusal = `no namespace ${packet.nsp.slice(0, 64)}`;
+    }
+    if (refusal !== undefined) {
+      this.discard = attachments;
+      this.refuse(refusal, packet.type, packet.id);
+    } else if (attachments > 0) {
+      this.pending = { packet, slots, buffers: [] };
+    } else {
+      this.emit("decoded", packet);
+    }
+  }
+
+  private addBinary(data: unknown): void {
+    if (this.discard > 0) {
+      this.discard--;
+      return;
+    }
+    const pending = this.pending;
+    if (!pending) {
+      this.refuse("binary data outside a binary packet");
+      return;
+    }
+    pending.buffers.push(data);
+    if (pending.buffers.length < (pending.packet.attachments ?? 0)) return;
+    this.pending = undefined;
+    const { packet, slots, buffers } = pending;
+    for (const { parent, key, num } of slots) {
+      (parent as Record<string, unknown>)[key] = buffers[num];
+    }
+    packet.type = packet.type === PacketType.BINARY_EVENT ? PacketType.EVENT : PacketType.ACK;
+    delete packet.attachments;
+    this.emit("decoded", packet);
+  }
+
+  /** Emits the substitute event: with the ack id only if the refused packet asked for an ack. */
+  private refuse(reason: string, type?: number, id?: number): void {
+    const now = Date.now();
+    if (now - this.windowStart >= 1000) {
+      this.windowStart = now;
+      this.repliesInWindow = 0;
+    }
+    if (++this.repliesInWindow > this.limits.refusalRepliesPerSecond) {
+      this.dropped++;
+      return;
+    }
+    const asksAck = type === PacketType.EVENT || type === PacketType.BINARY_EVENT;
+    const substitute: Packet = {
+      type: PacketType.EVENT,
+      nsp: NSP,
+      data: [BAD_FRAME_EVENT, new FrameRefusal(reason, this.dropped)],
+    };
+    if (asksAck && isAckId(id)) substitute.id = id;
+    this.dropped = 0;
+    this.emit("decoded", substitute);
+  }
+
+  /** A CONNECT goes on (socket.io answers it), its auth replaced by the refusal. */
+  private refuseConnect(reason: string, nsp = NSP): void {
+    this.emit("decoded", { type: PacketType.CONNECT, nsp, data: { [REFUSED_AUTH]: reason } });
+  }
+}
+
+/** The Server `parser` option: socket.io-parser's Encoder, the guarded decoder. */
+export const guardedParser = { Encoder, Decoder: GuardedDecoder };
+
+/**
+ * The first connection middleware: a refused handshake gets a connect_error whose data is
+ * `{ code: "E_BAD_FRAME", message }`, like the chat server's own refusals.
+ */
+export function refuseBadHandshakes(io: Server): void {
+  io.use((socket, next) => {
+    const reason = (socket.handshake.auth as { [REFUSED_AUTH]?: string })[REFUSED_AUTH];
+    if (reason === undefined) return next();
+    const err = new Error(reason) as Error & { data: unknown };
+    err.data = { code: "E_BAD_FRAME", message: reason };
+    next(err);
+  });
+}
+
+/**
+ * Listens for refused packets on a socket (socket.io's typed events do not know the substitute
+ * event). `ack` is the refused packet's ack callback when it had one. A client emitting
+ * BAD_FRAME_EVENT itself lands here too.
+ */
+export function onFrameRefusal(
+  // biome-ignore lint/suspicious/noExplicitAny: any typed Socket
+  socket: Socket<any, any, any, any>,
+  handler: (reason: string, ack: unknown) => void,
+): void {
+  (socket as unknown as EventEmitter).on(BAD_FRAME_EVENT, (...args: unknown[]) => {
+    const refusal = args[0];
+    const last = args.length > 1 ? args[args.length - 1] : undefined;
+    handler(
+      refusal instanceof FrameRefusal
+        ? refusal.reason
+        : `the event name ${BAD_FRAME_EVENT} is reserved`,
+      typeof last === "function" ? last : undefined,
+    );
+  });
+}
+
+/** For socket.use middlewares (the rate limiter): whether an incoming event is a refused packet. */
+export function frameRefusalOf(event: unknown[]): FrameRefusal | undefined {
+  return event[0] === BAD_FRAME_EVENT && event[1] instanceof FrameRefusal ? event[1] : undefined;
+}
