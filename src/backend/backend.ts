@@ -1,5 +1,6 @@
 import type { Server } from "socket.io";
 import type { UserInfo } from "../chat/protocol.js";
+import type { SharedLimiterFactory } from "../limits/limiter-spec.js";
 import type { PresenceEvent, PresenceStore } from "../presence/presence-store.js";
 
 /**
@@ -22,6 +23,8 @@ export interface Backend {
   start(chat: PresenceSink): Promise<void>;
   /** Receives every presence change (202/203) of the whole service, in the order it happened. */
   onPresence(listener: (event: PresenceEvent) => void): void;
+  /** Rate limiters whose counts every worker (and, in Redis mode, every node) shares. */
+  readonly sharedLimiter: SharedLimiterFactory;
   /** Called with false when the shared backend is lost and true when it is back. */
   onHealth(listener: (up: boolean) => void): void;
   /** Stops background duties and closes connections. Idempotent. */

@@ -1,14 +1,20 @@
 import { createAdapter } from "@socket.io/cluster-adapter";
+import { RateLimiterCluster } from "rate-limiter-flexible";
 import type { Server } from "socket.io";
 import type { PrimaryToWorker } from "../cluster/ipc-messages.js";
 import { isOurs } from "../cluster/ipc-messages.js";
 import { IpcPresenceStore } from "../presence/ipc-presence-store.js";
+import type { LimiterSpec } from "../limits/limiter-spec.js";
 import type { PresenceEvent } from "../presence/presence-store.js";
 import type { Backend } from "./backend.js";
 
 /** One machine, no Redis: rooms over the cluster adapter, presence in the primary. */
 export class ClusterBackend implements Backend {
   readonly presence = new IpcPresenceStore();
+
+  /** Counted in the primary (RateLimiterClusterMaster), over the IPC channel. */
+  readonly sharedLimiter = (spec: LimiterSpec) =>
+    new RateLimiterCluster({ ...spec, timeoutMs: 3000 });
 
   attach(io: Server): void {
     io.adapter(createAdapter());

@@ -1,8 +1,10 @@
 import { createAdapter } from "@socket.io/redis-adapter";
+import { RateLimiterMemory, RateLimiterRedis } from "rate-limiter-flexible";
 import { createClient } from "redis";
 import type { Server } from "socket.io";
 import type { UserInfo } from "../chat/protocol.js";
 import type { Config } from "../config/config.js";
+import type { LimiterSpec } from "../limits/limiter-spec.js";
 import type { Logger } from "../log/logger.js";
 import { LocalTrackingStore } from "../presence/local-tracking-store.js";
 import type { Heartbeat } from "../presence/owner-heartbeat.js";
@@ -86,6 +88,20 @@ export class RedisBackend implements Backend {
   private checkUp(): void {
     if (this.pub.isReady && this.sub.isReady && this.cmd.isReady) this.setUp(true, "");
   }
+
+  /**
+   * Counted in Redis, so that a user's limit holds across nodes. While Redis is down each process
+   * counts alone (the insurance limiter) rather than refusing or letting everything through.
+   */
+  readonly sharedLimiter = (spec: LimiterSpec) =>
+    new RateLimiterRedis({
+      ...spec,
+      keyPrefix: `${this.config.redisPrefix}:rl:${spec.keyPrefix}`,
+      storeClient: this.cmd,
+      useRedisPackage: true,
+      rejectIfRedisNotReady: true,
+      insuranceLimiter: new RateLimiterMemory(spec),
+    });
 
   attach(io: Server): void {
     io.adapter(

@@ -1,10 +1,12 @@
 import { randomBytes } from "node:crypto";
 import type { Server, Socket } from "socket.io";
 import type { Authenticator } from "../auth/authenticate.js";
+import type { FloodGuard } from "../limits/flood-guard.js";
 import type { Logger } from "../log/logger.js";
 import type { PresenceEvent, PresenceStore } from "../presence/presence-store.js";
 import { ChatError } from "./chat-error.js";
 import { envelope, errorEnvelope } from "./envelope.js";
+import { BAD_FRAME_EVENT, onFrameRefusal } from "./guarded-parser.js";
 import { MessageIds } from "./message-ids.js";
 import type {
   Ack,
@@ -43,6 +45,10 @@ export interface ChatServerOptions extends MessageLimits {
   io: ChatIo;
   presence: PresenceStore;
   auth: Authenticator;
+  /** Most users in one onlineList reply; bigger rooms are paged. */
+  listPageSize: number;
+  /** Rate limits on what each connection sends (none in unit setups). */
+  guard?: FloodGuard;
   /** Names this process in the presence store: `<nodeId>/<pid>`. */
   owner: string;
   logger: Logger;
@@ -185,6 +191,8 @@ export class ChatServer {
     socket.emit("message", envelope(Action.UserInfo, "state", { userInfo: user }));
     socket.join([roomKey(user.room), userKey(user.room, user.userId)]);
     socket.on("disconnect", (reason) => this.onDisconnect(socket, reason));
+    // Before any other middleware: nothing a client sends escapes the limits.
+    this.opts.guard?.attach(socket, user.userId);
     this.bindEvents(socket);
     // 202 for the others comes from the store's event stream (see deliverPresence).
     // Sent together: both stores run calls in order, so the list already holds this join, and the
@@ -226,23 +234,64 @@ export class ChatServer {
     socket.on("info", (ack?: unknown) => {
       respond(socket, ack, envelope(Action.UserInfo, "state", { userInfo: user }));
     });
-    socket.on("onlineList", (ack?: unknown) => {
-      this.opts.presence.list(user.room).then(
-        (userList) => respond(socket, ack, envelope(Action.UserList, "state", { userList })),
-        (err) => this.reply(socket, ack, err),
+    socket.on("onlineList", (request?: unknown, ack?: unknown) => {
+      // onlineList(ack) as before, or onlineList({ cursor, limit }, ack) for the next page.
+      const [page, reply] = typeof request === "function" ? [undefined, request] : [request, ack];
+      this.listPage(user.room, page).then(
+        (content) => respond(socket, reply, envelope(Action.UserList, "state", content)),
+        (err) => this.reply(socket, reply, err),
       );
     });
-    socket.onAny((event: unknown, ...args: unknown[]) => {
-      if (typeof event === "string" && KNOWN_EVENTS.has(event)) return;
+    // Packets the frame guard refused (guarded-parser.ts): answered, and counted as refusals.
+    onFrameRefusal(socket, (reason, ack) => {
+      if (this.opts.guard) this.opts.guard.refuse(socket, ack, "E_BAD_FRAME", reason);
+      else this.reply(socket, ack, new ChatError("E_BAD_FRAME", reason));
+    });
+    // A middleware rather than onAny: onAny listeners run before middlewares, so unknown events
+    // would escape the rate limits.
+    socket.use((packet, next) => {
+      const [event] = packet;
+      if (typeof event === "string" && (KNOWN_EVENTS.has(event) || event === BAD_FRAME_EVENT)) {
+        next();
+        return;
+      }
       this.reply(
         socket,
-        args[args.length - 1],
+        packet[packet.length - 1],
         new ChatError(
           "E_UNKNOWN_EVENT",
-          `unknown event ${JSON.stringify(event)}; use message, info or onlineList`,
+          `unknown event ${JSON.stringify(String(event).slice(0, 64))}; use message, info or onlineList`,
         ),
       );
     });
+  }
+
+  /**
+   * One page of a room's online list: at most --list-page-size users from `cursor` (an offset);
+   * `total` and `next` say when there is more. Pages of a room that changes meanwhile may skip
+   * or repeat a user at their edges; 202/203 keep the view exact.
+   */
+  private async listPage(room: string, request: unknown): Promise<Envelope["data"]["content"]> {
+    const { presence, listPageSize } = this.opts;
+    const r = (typeof request === "object" && request !== null ? request : {}) as {
+      cursor?: unknown;
+      limit?: unknown;
+    };
+    const cursor = r.cursor === undefined ? 0 : Number(r.cursor);
+    const asked = r.limit === undefined ? listPageSize : Number(r.limit);
+    if (!Number.isSafeInteger(cursor) || cursor < 0 || !Number.isSafeInteger(asked) || asked < 1) {
+      throw new ChatError(
+        "E_BAD_PAYLOAD",
+        "onlineList takes { cursor?: integer >= 0, limit?: integer >= 1 }",
+      );
+    }
+    const limit = Math.min(asked, listPageSize);
+    const users = await presence.list(room, limit + 1, cursor);
+    if (users.length <= limit) {
+      return cursor === 0 ? { userList: users } : { userList: users, total: cursor + users.length };
+    }
+    const userList = users.slice(0, limit);
+    return { userList, total: await presence.count(room), next: cursor + limit };
   }
 
   /** Returns the envelope to acknowledge the sender with (the sender also receives broadcasts). */

@@ -53,8 +53,10 @@ export interface EnvelopeContent {
   error?: ErrorInfo;
   /** For private messages: the recipient's userId. */
   to?: string;
-  /** On a connect-time 201 cut to --presence-limit entries: the room's real number of users. */
+  /** On a connect-time 201 cut to --presence-limit entries, or a paged list: the room's users. */
   total?: number;
+  /** A paged 201 (onlineList): the cursor of the next page, when there is one. */
+  next?: number;
 }
 
 /** Every push from the server is a "message" event carrying one of these. */
@@ -84,6 +86,14 @@ export interface ClientMessage {
 }
 
 export type Ack = (reply: Envelope) => void;
+
+/** What `onlineList` may ask: a page of the list (see README "Client events"). */
+export interface ListRequest {
+  /** Where the page starts: 0, or the `next` of the previous page. */
+  cursor?: number;
+  /** Most users in the page (capped by --list-page-size). */
+  limit?: number;
+}
 
 /** Stable error codes; every one is listed in the README's error table. */
 export const ErrorCodes = [
@@ -122,7 +132,7 @@ export type ErrorCode = (typeof ErrorCodes)[number];
 export interface ClientToServerEvents {
   message: (payload: ClientMessage, ack?: Ack) => void;
   info: (ack?: Ack) => void;
-  onlineList: (ack?: Ack) => void;
+  onlineList: (requestOrAck?: ListRequest | Ack, ack?: Ack) => void;
 }
 
 export interface ServerToClientEvents {

@@ -10,6 +10,7 @@ import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setupPrimary as setupClusterAdapter } from "@socket.io/cluster-adapter";
+import { RateLimiterClusterMaster } from "rate-limiter-flexible";
 import { CLEAN_NODE_ENV } from "../backend/backend.js";
 import { waitForRedis } from "../backend/wait-for-redis.js";
 import { type Config, parseRate } from "../config/config.js";
@@ -156,6 +157,8 @@ export class Primary {
       slots = Array.from({ length: this.config.workers - 1 }, () => this.fork());
     } else {
       setupClusterAdapter();
+      // Per-user rate limits: the workers' RateLimiterCluster counts here.
+      new RateLimiterClusterMaster();
       slots = Array.from({ length: this.config.workers }, () => this.fork());
     }
     await Promise.all(slots.map((s) => withTimeout(s.ready, READY_TIMEOUT_MS, "worker start")));

@@ -5,10 +5,13 @@ import { Server } from "socket.io";
 import { Authenticator } from "../auth/authenticate.js";
 import type { Backend } from "../backend/backend.js";
 import { ClusterBackend } from "../backend/cluster-backend.js";
-import { type ChatIo, ChatServer } from "../chat/chat-server.js";
+import { type ChatIo, ChatServer, type ChatSocket } from "../chat/chat-server.js";
+import { guardedParser, refuseBadHandshakes } from "../chat/guarded-parser.js";
 import type { Config } from "../config/config.js";
 import { Admission, corsFor } from "../http/admission.js";
 import { pushApi } from "../http/push-api.js";
+import { FloodGuard } from "../limits/flood-guard.js";
+import { capOutbound } from "../limits/outbound-cap.js";
 import { staticFiles } from "../http/static-files.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import type { PrimaryToWorker, WorkerToPrimary } from "./ipc-messages.js";
@@ -132,11 +135,22 @@ export function runWorker(): void {
     maxHttpBufferSize: config.maxFrameBytes,
     perMessageDeflate: false,
     cors: corsFor(config.allowedOrigins),
+    // Every client packet is checked before socket.io dispatches it (guarded-parser.ts).
+    parser: guardedParser,
   });
+  refuseBadHandshakes(io);
   io.engine.generateId = () => newSessionId(workerId);
   // Origin, connect rate and connection caps of new sessions (after the cors middleware).
   const admission = new Admission(config);
   admission.attach(io.engine);
+  io.engine.on("connection", (conn: ChatSocket["conn"]) =>
+    capOutbound(conn, config.maxBufferedBytes, (bytes) =>
+      log.warn("dropped a connection that does not read (E_SLOW_CONSUMER)", {
+        address: conn.remoteAddress,
+        queuedBytes: bytes,
+      }),
+    ),
+  );
   io.engine.on(
     "headers",
     (headers: Record<string, string>, req: { headers: { upgrade?: string } }) => {
@@ -159,6 +173,17 @@ export function runWorker(): void {
       maxMessageLength: config.maxMessageLength,
       maxImageBytes: config.maxImageBytes,
       presenceLimit: config.presenceLimit,
+      listPageSize: config.listPageSize,
+      guard: new FloodGuard({
+        config,
+        shared: backend.sharedLimiter,
+        onDisconnect: (socket, why) =>
+          log.warn("disconnected a flooding client (E_RATE_LIMITED)", {
+            fd: socket.id,
+            userId: socket.data.user?.userId,
+            why,
+          }),
+      }),
     });
     backend.onPresence(chat.deliverPresence.bind(chat));
     backend.onHealth((up) => send({ type: "wws:health", backendUp: up }));

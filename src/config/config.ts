@@ -284,6 +284,21 @@ export function parseConfig(raw: Record<string, unknown>): Config {
       `expected redis://host:port, got ${JSON.stringify(config.redisUrl)}`,
     );
   }
+  for (const key of ["messageBytesRate", "userMessageBytesRate"] as const) {
+    const rate = parseRate(config[key]);
+    if (rate && rate.points < config.maxImageBytes) {
+      throw new ConfigError(
+        key,
+        `${rate.points} bytes would refuse every image of up to --max-image-bytes (${config.maxImageBytes})`,
+      );
+    }
+  }
+  if (config.maxBufferedBytes > 0 && config.maxBufferedBytes < config.maxFrameBytes) {
+    throw new ConfigError(
+      "maxBufferedBytes",
+      `must be 0 or at least --max-frame-bytes (${config.maxFrameBytes}): one message would drop its receivers`,
+    );
+  }
   if (config.daemon && !config.logFile) {
     config.logFile = `${config.pidFile.replace(/\.pid$/, "")}.log`;
   }

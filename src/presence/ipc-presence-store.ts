@@ -49,8 +49,9 @@ export class IpcPresenceStore implements PresenceStore {
   leave(fd: string): Promise<LeaveResult> {
     return this.call("leave", [fd]);
   }
-  list(room: string, limit?: number): Promise<UserInfo[]> {
-    return this.call("list", limit === undefined ? [room] : [room, limit]);
+  list(room: string, limit?: number, offset?: number): Promise<UserInfo[]> {
+    // The channel uses "advanced" serialization: undefined arrives as undefined (no limit).
+    return this.call("list", [room, limit, offset]);
   }
   count(room: string): Promise<number> {
     return this.call("count", [room]);

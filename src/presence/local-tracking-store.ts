@@ -42,8 +42,8 @@ export class LocalTrackingStore implements PresenceStore {
       throw err;
     }
   }
-  list(room: string, limit?: number): Promise<UserInfo[]> {
-    return failFast(this.inner.list(room, limit));
+  list(room: string, limit?: number, offset?: number): Promise<UserInfo[]> {
+    return failFast(this.inner.list(room, limit, offset));
   }
   count(room: string): Promise<number> {
     return failFast(this.inner.count(room));

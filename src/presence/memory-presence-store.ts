@@ -69,12 +69,17 @@ export class MemoryPresenceStore implements PresenceStore {
     return { user, last };
   }
 
-  async list(room: string, limit = Number.POSITIVE_INFINITY): Promise<UserInfo[]> {
+  async list(room: string, limit = Number.POSITIVE_INFINITY, offset = 0): Promise<UserInfo[]> {
     const users = this.rooms.get(room);
     if (!users) return [];
     const list: UserInfo[] = [];
+    let skip = offset;
     for (const fds of users.values()) {
       if (list.length >= limit) break;
+      if (skip > 0) {
+        skip--;
+        continue;
+      }
       const fd = fds.values().next().value;
       const conn = fd === undefined ? undefined : this.conns.get(fd);
       if (conn) list.push(toUserInfo(conn));

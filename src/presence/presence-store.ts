@@ -47,9 +47,9 @@ export interface PresenceStore {
   leave(fd: string): Promise<LeaveResult>;
   /**
    * The room's users, one entry per user (their oldest live connection), oldest first; at most
-   * `limit` of them when given.
+   * `limit` of them when given, skipping the first `offset` (paged lists).
    */
-  list(room: string, limit?: number): Promise<UserInfo[]>;
+  list(room: string, limit?: number, offset?: number): Promise<UserInfo[]>;
   /** How many users the room has. */
   count(room: string): Promise<number>;
   /** Finds a user of the room by userId or by the fd of any of their connections. */

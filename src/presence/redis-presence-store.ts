@@ -103,11 +103,17 @@ export class RedisPresenceStore implements PresenceStore {
     return { user: JSON.parse(reply[0]) as UserInfo, last: reply[1] === 1 };
   }
 
-  async list(room: string, limit?: number): Promise<UserInfo[]> {
+  async list(room: string, limit?: number, offset = 0): Promise<UserInfo[]> {
     // One native command: the scripts keep this sorted set of list entries up to date.
     if (limit !== undefined && limit <= 0) return [];
-    const stop = limit === undefined ? "-1" : String(limit - 1);
-    const infos = (await this.send(["ZRANGE", `${this.base}:list:${room}`, "0", stop])) as string[];
+    const start = Math.max(0, offset);
+    const stop = limit === undefined ? "-1" : String(start + limit - 1);
+    const infos = (await this.send([
+      "ZRANGE",
+      `${this.base}:list:${room}`,
+      String(start),
+      stop,
+    ])) as string[];
     return JSON.parse(`[${infos.join(",")}]`) as UserInfo[];
   }
 
