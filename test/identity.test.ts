@@ -9,6 +9,8 @@ import { after, afterEach, before, describe, it } from "node:test";
 import { SignJWT } from "jose";
 import type { Envelope } from "../src/chat/protocol.js";
 import { type ChatClient, ClientPool, connectError } from "./support/chat-client.js";
+import { type NodeHandle, startNode } from "./support/cluster-nodes.js";
+import { type RedisServer, startRedisServer } from "./support/redis-server.js";
 import { type ServiceHandle, startService } from "./support/service.js";
 
 const SECRET = "identity-secret-0123456789abcdef01234567";
@@ -273,5 +275,40 @@ describe("identity, JWT mode (--jwt-audience, --jwt-issuer)", { timeout: 120_000
       const e = await connectError(service.url, { token: await token({ ...claims, ...good }) });
       assert.equal(e.code, "E_RESERVED_NAME", JSON.stringify(claims));
     }
+  });
+});
+
+describe("identity across two nodes (Redis presence)", { timeout: 120_000 }, () => {
+  let redis: RedisServer;
+  let nodes: NodeHandle[] = [];
+  const pool = new ClientPool();
+  before(async () => {
+    redis = await startRedisServer();
+    nodes = await Promise.all(
+      ["a", "b"].map((nodeId) => startNode({ redisUrl: redis.url, nodeId })),
+    );
+  });
+  after(async () => {
+    pool.closeAll();
+    await Promise.all(nodes.map((n) => n.stop()));
+    await redis?.stop();
+  });
+  afterEach(() => pool.closeAll());
+
+  it("the fd of a user on node a cannot be claimed on node b; to: fd reaches the user", async () => {
+    const [a, b] = nodes;
+    const room = newRoom();
+    const victim = await pool.connect(a.url, { username: "victim", room });
+    const sender = await pool.connect(b.url, { username: "sender", room });
+    const err = await connectError(b.url, { username: "mallory", userId: victim.fd, room });
+    assert.equal(err.code, "E_RESERVED_NAME");
+    for (const to of [victim.fd, { fd: victim.fd }, { userId: "victim" }]) {
+      const text = `across nodes ${JSON.stringify(to)}`;
+      const reply = await sendPrivate(sender, to, text);
+      assert.equal(reply.action, 300, JSON.stringify(reply.data.content.error));
+      await victim.waitFor(isPrivate(text), `victim on node a gets ${JSON.stringify(to)}`);
+    }
+    const wrong = await sendPrivate(sender, { userId: victim.fd }, "lost");
+    assert.equal(wrong.data.content.error?.code, "E_NO_RECIPIENT");
   });
 });
