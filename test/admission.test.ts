@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import { ConnectionLedger } from "../src/cluster/connection-ledger.js";
 import { addressKey, ClientAddresses } from "../src/http/client-address.js";
-import { ChatClient, ClientPool } from "./support/chat-client.js";
+import { ChatClient, ClientPool, connectError } from "./support/chat-client.js";
 import { processAlive } from "./support/cluster-nodes.js";
 import {
   get,
@@ -222,6 +222,28 @@ describe("admission of new sessions (worker middleware + primary ledger)", () =>
       15_000,
     );
     assert.ok((status(svc).refusals.E_SERVER_BUSY ?? 0) >= 2);
+  });
+
+  it("per-user cap across workers: connect_error E_TOO_MANY_CONNECTIONS, and the slot comes back on disconnect", async () => {
+    svc = await startService(["--max-connections-per-user", "2", "--connect-rate", "0"]);
+    const auth = { username: "alice", userId: "alice", room: "r" };
+    const first = await pool.connect(svc.url, auth);
+    const second = await pool.connect(svc.url, auth);
+    assert.notEqual(first.worker, second.worker, "one connection on each worker");
+    const refused = await connectError(svc.url, auth);
+    assert.equal(refused.code, "E_TOO_MANY_CONNECTIONS");
+    // Another user is not affected.
+    await pool.connect(svc.url, { username: "bob", userId: "bob", room: "r" });
+    first.close();
+    await waitUntil(
+      () =>
+        ChatClient.connect(svc!.url, auth).then(
+          (c) => pool.add(c),
+          () => undefined,
+        ),
+      "alice connects again",
+    );
+    assert.ok((status(svc).refusals.E_TOO_MANY_CONNECTIONS ?? 0) >= 1);
   });
 });
 

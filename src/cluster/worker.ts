@@ -185,6 +185,8 @@ export function runWorker(): void {
           }),
       }),
     });
+    // After the ChatServer's own middleware: the user is known, nothing else refuses after it.
+    admission.limitUsers(io);
     backend.onPresence(chat.deliverPresence.bind(chat));
     backend.onHealth((up) => send({ type: "wws:health", backendUp: up }));
     await backend.start(chat);

@@ -7,6 +7,12 @@ import { addressKey, ClientAddresses } from "./client-address.js";
 import { type Refusal, rawRefusal, refusalBody, refusalHeaders, statusOf } from "./refusal.js";
 
 type Engine = Server["engine"];
+/** What a per-user reservation needs of a socket.io socket. */
+export interface UserSocket {
+  data: { user?: { userId: string } };
+  once(event: "disconnect", listener: () => void): unknown;
+  conn: { readyState: string; once(event: "close", listener: () => void): unknown };
+}
 type EngineRequest = IncomingMessage & { _query?: Record<string, string> };
 
 /** Lingering time of a refused upgrade's socket before it is destroyed. */
@@ -98,7 +104,7 @@ export class Admission {
    * (E_TOO_MANY_CONNECTIONS) to pass to `next` as connect_error data, or undefined. Call it
    * last in the middleware: a refusal decided after it must call the socket's disconnect.
    */
-  async admitUser(socket: Socket, userId: string): Promise<Refusal | undefined> {
+  async admitUser(socket: UserSocket, userId: string): Promise<Refusal | undefined> {
     const slot = await this.reserveUser(userId);
     if (!slot.ok) return slot.refusal;
     if (socket.conn.readyState === "closed") {
@@ -108,6 +114,32 @@ export class Admission {
     socket.once("disconnect", slot.release);
     socket.conn.once("close", slot.release);
     return undefined;
+  }
+
+  /**
+   * Adds the per-user cap as socket.io middleware. Install it after the ChatServer (whose own
+   * middleware authenticates and sets `socket.data.user`): it runs last, so a slot is taken only
+   * by a handshake that nothing else refuses. The refusal reaches the client as connect_error
+   * with `data: { code: "E_TOO_MANY_CONNECTIONS", message }`.
+   */
+  limitUsers(io: {
+    use(fn: (socket: Socket, next: (err?: Error) => void) => void): unknown;
+  }): void {
+    if (!this.userLimit) return;
+    io.use((socket, next) => {
+      const userId = (socket as unknown as UserSocket).data.user?.userId;
+      if (userId === undefined) {
+        next();
+        return;
+      }
+      this.admitUser(socket as unknown as UserSocket, userId).then((refusal) => {
+        if (!refusal) {
+          next();
+          return;
+        }
+        next(Object.assign(new Error(refusal.message), { data: refusal }));
+      });
+    });
   }
 
   private admit(req: EngineRequest, res: ServerResponse, next: (err?: unknown) => void): void {

@@ -23,7 +23,8 @@ export class ClientAddresses {
       }
       const [ip, bits] = entry.split("/");
       const address = plainIp(ip);
-      if (!address) throw new Error(`not an IP address or CIDR: ${JSON.stringify(entry)}`);
+      if (!address)
+        throw new Error(`--trusted-proxies: not an IP address or CIDR: ${JSON.stringify(entry)}`);
       const family = net.isIPv4(address) ? "ipv4" : "ipv6";
       if (bits === undefined) {
         this.trusted.addAddress(address, family);
@@ -32,7 +33,7 @@ export class ClientAddresses {
       const prefix = Number(bits);
       const max = family === "ipv4" ? 32 : 128;
       if (!/^\d+$/.test(bits) || prefix > max) {
-        throw new Error(`bad prefix length in ${JSON.stringify(entry)}`);
+        throw new Error(`--trusted-proxies: bad prefix length in ${JSON.stringify(entry)}`);
       }
       this.trusted.addSubnet(address, prefix, family);
     }
