@@ -142,6 +142,11 @@ export function presenceSuite(name: string, makeStore: MakeStore): void {
       assert.deepEqual(await store.list(ROOM, 2), [info(a1), info(b1)]);
       assert.deepEqual(await store.list(ROOM, 10), [info(a1), info(b1), info(c1)]);
       assert.deepEqual(await store.list(ROOM, 0), []);
+      // Pages: `offset` users skipped, in the same order.
+      assert.deepEqual(await store.list(ROOM, 2, 1), [info(b1), info(c1)]);
+      assert.deepEqual(await store.list(ROOM, 1, 2), [info(c1)]);
+      assert.deepEqual(await store.list(ROOM, 5, 3), []);
+      assert.deepEqual(await store.list(ROOM, undefined, 1), [info(b1), info(c1)]);
       await store.leave("b1");
       assert.equal(await store.count(ROOM), 2);
       assert.equal(await store.count("empty room"), 0);

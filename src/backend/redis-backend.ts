@@ -1,5 +1,5 @@
 import { createAdapter } from "@socket.io/redis-adapter";
-import { RateLimiterMemory, RateLimiterRedis } from "rate-limiter-flexible";
+import { RateLimiterMemory, RateLimiterRedis, RLWrapperTimeouts } from "rate-limiter-flexible";
 import { createClient } from "redis";
 import type { Server } from "socket.io";
 import type { UserInfo } from "../chat/protocol.js";
@@ -20,6 +20,9 @@ function newClient(url: string) {
   });
 }
 type RedisClient = ReturnType<typeof newClient>;
+
+/** How long a shared rate limit may wait for Redis before this process counts alone. */
+const LIMITER_TIMEOUT_MS = 300;
 
 /**
  * A dead process is noticed within its liveness TTL plus one reaper round; both are cut from the
@@ -94,13 +97,18 @@ export class RedisBackend implements Backend {
    * counts alone (the insurance limiter) rather than refusing or letting everything through.
    */
   readonly sharedLimiter = (spec: LimiterSpec) =>
-    new RateLimiterRedis({
-      ...spec,
-      keyPrefix: `${this.config.redisPrefix}:rl:${spec.keyPrefix}`,
-      storeClient: this.cmd,
-      useRedisPackage: true,
-      rejectIfRedisNotReady: true,
+    // The timeout covers the moments before node-redis notices an outage, when a command waits
+    // in its offline queue instead of failing: a message must not wait for Redis to come back.
+    new RLWrapperTimeouts({
+      limiter: new RateLimiterRedis({
+        ...spec,
+        keyPrefix: `${this.config.redisPrefix}:rl:${spec.keyPrefix}`,
+        storeClient: this.cmd,
+        useRedisPackage: true,
+        rejectIfRedisNotReady: true,
+      }),
       insuranceLimiter: new RateLimiterMemory(spec),
+      timeoutMs: LIMITER_TIMEOUT_MS,
     });
 
   attach(io: Server): void {
