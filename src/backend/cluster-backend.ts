@@ -3,8 +3,8 @@ import { RateLimiterCluster } from "rate-limiter-flexible";
 import type { Server } from "socket.io";
 import type { PrimaryToWorker } from "../cluster/ipc-messages.js";
 import { isOurs } from "../cluster/ipc-messages.js";
-import { IpcPresenceStore } from "../presence/ipc-presence-store.js";
 import type { LimiterSpec } from "../limits/limiter-spec.js";
+import { IpcPresenceStore } from "../presence/ipc-presence-store.js";
 import type { PresenceEvent } from "../presence/presence-store.js";
 import type { Backend } from "./backend.js";
 
