@@ -24,7 +24,7 @@ export class FrameRefusal {
   constructor(
     /** Why the packet was refused, for the client. */
     readonly reason: string,
-    /** Refusals dropped without a reply before this one (over REFUSAL_REPLIES_PER_SECOND). */
+    /** Refusals dropped without a reply before this one (over refusalRepliesPerBatch). */
     readonly dropped = 0,
   ) {}
 }
@@ -40,8 +40,12 @@ export interface FrameLimits {
   maxNodes: number;
   /** Binary attachments of one packet. */
   maxAttachments: number;
-  /** Refusals answered per connection and second; more are dropped (and counted) unanswered. */
-  refusalRepliesPerSecond: number;
+  /**
+   * Refusals answered per batch of frames read at once (one polling POST may hold thousands);
+   * more are dropped unanswered and counted in the next reply. Sustained floods are the rate
+   * limiter's (it counts refusals).
+   */
+  refusalRepliesPerBatch: number;
 }
 
 export const DEFAULT_FRAME_LIMITS: FrameLimits = {
@@ -50,7 +54,7 @@ export const DEFAULT_FRAME_LIMITS: FrameLimits = {
   maxDepth: 16,
   maxNodes: 1000,
   maxAttachments: 2,
-  refusalRepliesPerSecond: 10,
+  refusalRepliesPerBatch: 20,
 };
 
 /** The only namespace this service serves. */
@@ -122,6 +126,7 @@ function checkPacket(p: Packet, limits: FrameLimits): Slot[] {
   if (p.id !== undefined && !isAckId(p.id)) throw new Refused("bad ack id");
   if (!isEvent && p.id === undefined) throw new Refused("an ack without an id");
   const data = p.data as unknown[];
+  if (!Array.isArray(data)) throw new Refused("an event or ack without its data array");
   if (isEvent) {
     const name = data[0];
     if (typeof name !== "string" || name.length === 0 || name.length > limits.maxEventNameLength)
@@ -175,18 +180,30 @@ export class GuardedDecoder extends EventEmitter {
   private pending: { packet: Packet; slots: Slot[]; buffers: unknown[] } | undefined;
   /** Attachments still to come of a refused binary packet: dropped without a word. */
   private discard = 0;
-  private windowStart = 0;
-  private repliesInWindow = 0;
+  private repliesInBatch = 0;
+  private batchEnds = false;
   private dropped = 0;
+  /** What the current `add` emits once its checks are done. */
+  private out: Packet[] = [];
 
   constructor(private readonly limits: FrameLimits = DEFAULT_FRAME_LIMITS) {
     super();
   }
 
   add(obj: unknown): void {
-    if (typeof obj === "string") this.addString(obj);
-    else if (isBinaryData(obj)) this.addBinary(obj);
-    else this.refuse("data of an unknown kind");
+    const out: Packet[] = [];
+    this.out = out;
+    try {
+      if (typeof obj === "string") this.addString(obj);
+      else if (isBinaryData(obj)) this.addBinary(obj);
+      else this.refuse("data of an unknown kind");
+    } catch {
+      // A slip in the checks must not become socket.io's silent close (it catches what add
+      // throws).
+      this.refuse("a packet that could not be checked");
+    }
+    // Emitted after the checks, outside the try: what socket.io's listeners throw stays theirs.
+    for (const packet of out) this.emit("decoded", packet);
   }
 
   destroy(): void {
@@ -240,7 +257,7 @@ export class GuardedDecoder extends EventEmitter {
     } else if (attachments > 0) {
       this.pending = { packet, slots, buffers: [] };
     } else {
-      this.emit("decoded", packet);
+      this.out.push(packet);
     }
   }
 
@@ -263,17 +280,20 @@ export class GuardedDecoder extends EventEmitter {
     }
     packet.type = packet.type === PacketType.BINARY_EVENT ? PacketType.EVENT : PacketType.ACK;
     delete packet.attachments;
-    this.emit("decoded", packet);
+    this.out.push(packet);
   }
 
-  /** Emits the substitute event: with the ack id only if the refused packet asked for an ack. */
+  /** Queues the substitute event: with the ack id only if the refused packet asked for one. */
   private refuse(reason: string, type?: number, id?: number): void {
-    const now = Date.now();
-    if (now - this.windowStart >= 1000) {
-      this.windowStart = now;
-      this.repliesInWindow = 0;
+    if (!this.batchEnds) {
+      // What was read in one go has been handed over by the time immediates run.
+      this.batchEnds = true;
+      setImmediate(() => {
+        this.batchEnds = false;
+        this.repliesInBatch = 0;
+      });
     }
-    if (++this.repliesInWindow > this.limits.refusalRepliesPerSecond) {
+    if (++this.repliesInBatch > this.limits.refusalRepliesPerBatch) {
       this.dropped++;
       return;
     }
@@ -285,12 +305,12 @@ export class GuardedDecoder extends EventEmitter {
     };
     if (asksAck && isAckId(id)) substitute.id = id;
     this.dropped = 0;
-    this.emit("decoded", substitute);
+    this.out.push(substitute);
   }
 
   /** A CONNECT goes on (socket.io answers it), its auth replaced by the refusal. */
   private refuseConnect(reason: string, nsp = NSP): void {
-    this.emit("decoded", { type: PacketType.CONNECT, nsp, data: { [REFUSED_AUTH]: reason } });
+    this.out.push({ type: PacketType.CONNECT, nsp, data: { [REFUSED_AUTH]: reason } });
   }
 }
 
@@ -324,12 +344,12 @@ export function onFrameRefusal(
   (socket as unknown as EventEmitter).on(BAD_FRAME_EVENT, (...args: unknown[]) => {
     const refusal = args[0];
     const last = args.length > 1 ? args[args.length - 1] : undefined;
-    handler(
-      refusal instanceof FrameRefusal
-        ? refusal.reason
-        : `the event name ${BAD_FRAME_EVENT} is reserved`,
-      typeof last === "function" ? last : undefined,
-    );
+    let reason = `the event name ${BAD_FRAME_EVENT} is reserved`;
+    if (refusal instanceof FrameRefusal) {
+      reason = refusal.reason;
+      if (refusal.dropped > 0) reason += ` (and ${refusal.dropped} earlier bad frames unanswered)`;
+    }
+    handler(reason, typeof last === "function" ? last : undefined);
   });
 }
 
