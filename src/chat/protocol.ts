@@ -75,12 +75,19 @@ export interface Envelope {
   private?: boolean;
 }
 
+/**
+ * Who a private message is for. `{ userId }` and `{ fd }` say which; the old string form means the
+ * fd of a live connection in the room if it is one, else a userId (no userId may equal a live fd:
+ * such handshakes are refused).
+ */
+export type Recipient = string | { userId: string } | { fd: string };
+
 /** What a client sends with the `message` event. */
 export interface ClientMessage {
   type: MessageType;
   content: { message: string };
-  /** A userId or an fd: makes the message private to that user (and the sender). */
-  to?: string;
+  /** Makes the message private to that user (and the sender). */
+  to?: Recipient;
   /** Admins only: send a text as an admin notice (101) instead of a chat message (300). */
   notice?: boolean;
 }

@@ -1,5 +1,5 @@
 import { ChatError } from "./chat-error.js";
-import type { ClientMessage, MessageType } from "./protocol.js";
+import type { ClientMessage, MessageType, Recipient } from "./protocol.js";
 import { MessageTypes } from "./protocol.js";
 
 export interface MessageLimits {
@@ -9,15 +9,10 @@ export interface MessageLimits {
   maxImageBytes: number;
 }
 
-/**
- * Who a private message is for. `{ userId }` and `{ fd }` say which; the old string form means the
- * fd of a live connection in the room if it is one, else a userId (no userId may equal a live fd:
- * such handshakes are refused). Wanted in protocol.ts as `ClientMessage.to`.
- */
-export type Recipient = string | { userId: string } | { fd: string };
+export type { Recipient };
 
-/** A message as validateMessage returns it: ClientMessage with `to` as a {@link Recipient}. */
-export type CheckedMessage = Omit<ClientMessage, "to"> & { to?: Recipient };
+/** A message as validateMessage returns it. */
+export type CheckedMessage = ClientMessage;
 
 const MAX_TO_LENGTH = 128;
 const BAD_TO = "to must be a userId or fd (a non-empty string), { userId } or { fd }";
