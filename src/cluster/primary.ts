@@ -22,8 +22,8 @@ import { deferred, withTimeout } from "../util/deferred.js";
 import { ConnectionLedger } from "./connection-ledger.js";
 import type { PrimaryToWorker, WorkerStats, WorkerToPrimary } from "./ipc-messages.js";
 import { isOurs } from "./ipc-messages.js";
-import { controlSocketPath, livePid, removePidFile, writePidFile } from "./pid-file.js";
 import { perAddressPending } from "./pending-connections.js";
+import { controlSocketPath, livePid, removePidFile, writePidFile } from "./pid-file.js";
 import { HEALTH_RESERVE, StickyBalancer } from "./sticky-balancer.js";
 import { CONFIG_ENV } from "./worker.js";
 
