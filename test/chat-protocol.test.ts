@@ -4,14 +4,14 @@
  */
 import type { ClientOptions } from "./support/chat-client.js";
 import { type ChatTarget, chatSuite } from "./support/chat-suite.js";
-import { startService } from "./support/service.js";
+import { SCRIPTED_RATES, startService } from "./support/service.js";
 
 function local(
   clientOptions: (i: number) => ClientOptions,
   transport?: string,
 ): () => Promise<ChatTarget> {
   return async () => {
-    const service = await startService();
+    const service = await startService(SCRIPTED_RATES);
     return { urls: [service.url], clientOptions, transport, stop: () => service.stop() };
   };
 }

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import type { Envelope, ErrorCode } from "../src/chat/protocol.js";
 import { ClientPool, connectError, isProtocolTime, type Transport } from "./support/chat-client.js";
-import { type ServiceHandle, startService } from "./support/service.js";
+import { SCRIPTED_RATES, type ServiceHandle, startService } from "./support/service.js";
 
 const MAX_MESSAGE_LENGTH = 50;
 const MAX_IMAGE_BYTES = 200;
@@ -128,6 +128,7 @@ before(async () => {
     String(MAX_IMAGE_BYTES),
     "--max-frame-bytes",
     String(MAX_FRAME_BYTES),
+    ...SCRIPTED_RATES,
   ]);
 });
 

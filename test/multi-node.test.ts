@@ -21,7 +21,7 @@ import {
 } from "./support/cluster-nodes.js";
 import { type NginxHandle, startNginx } from "./support/nginx.js";
 import { type RedisServer, startRedisServer } from "./support/redis-server.js";
-import { waitUntil } from "./support/service.js";
+import { SCRIPTED_RATES, waitUntil } from "./support/service.js";
 
 const WAIT_MS = 8000;
 
@@ -39,7 +39,7 @@ function deployment(): Promise<Deployment> {
   started ??= (async () => {
     const redis = await startRedisServer();
     const nodes = await Promise.all(
-      ["a", "b"].map((nodeId) => startNode({ redisUrl: redis.url, nodeId })),
+      ["a", "b"].map((nodeId) => startNode({ redisUrl: redis.url, nodeId, args: SCRIPTED_RATES })),
     );
     const nginx = await startNginx({ upstreams: nodes.map((n) => n.port) });
     const byPort = await addressesPerNode(

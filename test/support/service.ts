@@ -69,6 +69,22 @@ export const TEST_LIMITS_ENV: Record<string, string> = {
   WEIGOT_WS_MAX_CONNECTIONS_PER_ADDRESS: "0",
 };
 
+/**
+ * The protocol suites send bursts nobody types (dozens of messages at once): they run with the
+ * chat rate limits raised, not off, so the guard still sees every event; the limits themselves
+ * are tested in rate-limits*.test.ts.
+ */
+export const SCRIPTED_RATES = [
+  "--message-rate",
+  "10000/10s",
+  "--user-message-rate",
+  "10000/10s",
+  "--state-rate",
+  "10000/10s",
+  "--query-rate",
+  "10000/10s",
+];
+
 export function tempDir(prefix = "weigot-ws-test-"): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix));
 }
