@@ -224,3 +224,43 @@ describe("kebab and envName", () => {
     assert.deepEqual(Object.keys(RULES).sort(), Object.keys(DEFAULTS).sort(), "one rule per key");
   });
 });
+
+describe("parseConfig: guardrail keys", () => {
+  it("refuses a rate that is not <count>/<seconds>s, accepts 0 to switch it off", () => {
+    assert.equal(parseConfig({ messageRate: "10/2s" }).messageRate, "10/2s");
+    assert.equal(parseConfig({ messageRate: "0" }).messageRate, "0");
+    for (const bad of ["fast", "10", "10/0s", "-1/4s", "1.5/4s"]) {
+      const err = refused({ messageRate: bad }, "messageRate");
+      assert.match(err.message, /expected <count>\/<seconds>s/);
+    }
+  });
+
+  it("refuses byte rates below one image, and a buffer cap below one frame", () => {
+    const err = refused({ messageBytesRate: "1000/10s" }, "messageBytesRate");
+    assert.match(err.message, /would refuse every image/);
+    refused({ maxBufferedBytes: 1000 }, "maxBufferedBytes");
+    // Defaults sized for default images and frames grow with them; explicit values do not.
+    const big = parseConfig({ maxImageBytes: 10_000_000, maxFrameBytes: 20_000_000 });
+    assert.equal(big.messageBytesRate, "40000000/10s");
+    assert.equal(big.userMessageBytesRate, "60000000/10s");
+    assert.equal(big.maxBufferedBytes, 80_000_000);
+    assert.equal(parseConfig({ maxBufferedBytes: 0 }).maxBufferedBytes, 0);
+  });
+
+  it("checks --trusted-proxies and --allowed-origins entries at start", () => {
+    assert.equal(
+      parseConfig({ trustedProxies: "loopback, 10.0.0.0/8, ::1" }).trustedProxies,
+      "loopback, 10.0.0.0/8, ::1",
+    );
+    refused({ trustedProxies: "nginx" }, "trustedProxies");
+    refused({ trustedProxies: "10.0.0.0/40" }, "trustedProxies");
+    assert.equal(
+      parseConfig({ allowedOrigins: "https://chat.example.com, http://localhost:3000" })
+        .allowedOrigins,
+      "https://chat.example.com, http://localhost:3000",
+    );
+    for (const bad of ["chat.example.com", "https://x.com/chat", "ftp://x.com"]) {
+      refused({ allowedOrigins: bad }, "allowedOrigins");
+    }
+  });
+});

@@ -1,5 +1,6 @@
 import os from "node:os";
 import path from "node:path";
+import { ClientAddresses } from "../http/client-address.js";
 
 /** Everything the service can be told. Each field is a CLI flag (kebab-case), an environment
  * variable `WEIGOT_WS_<FLAG>` and a key of the `--config` JSON file (camelCase). */
@@ -284,14 +285,45 @@ export function parseConfig(raw: Record<string, unknown>): Config {
       `expected redis://host:port, got ${JSON.stringify(config.redisUrl)}`,
     );
   }
+  try {
+    new ClientAddresses(config.trustedProxies);
+  } catch (err) {
+    throw new ConfigError(
+      "trustedProxies",
+      `${(err as Error).message.replace(/^--trusted-proxies: /, "")} (expected IPs, CIDRs or loopback, comma-separated)`,
+    );
+  }
+  for (const origin of config.allowedOrigins.split(",").map((o) => o.trim())) {
+    if (origin === "*" || origin === "") continue;
+    let url: URL | undefined;
+    try {
+      url = new URL(origin);
+    } catch {
+      url = undefined;
+    }
+    const bare = url && url.pathname === "/" && url.search === "" && url.hash === "";
+    if (!url || !bare || !/^https?:$/.test(url.protocol) || url.username !== "") {
+      throw new ConfigError(
+        "allowedOrigins",
+        `${JSON.stringify(origin)} is not an origin: expected scheme://host[:port] (e.g. https://chat.example.com) or *`,
+      );
+    }
+  }
   for (const key of ["messageBytesRate", "userMessageBytesRate"] as const) {
     const rate = parseRate(config[key]);
-    if (rate && rate.points < config.maxImageBytes) {
+    if (rate && rate.points < config.maxImageBytes && raw[key] === undefined) {
+      // A default sized for the default images grows with --max-image-bytes.
+      const scale = Math.ceil(config.maxImageBytes / DEFAULTS.maxImageBytes);
+      config[key] = `${rate.points * scale}/${rate.seconds}s`;
+    } else if (rate && rate.points < config.maxImageBytes) {
       throw new ConfigError(
         key,
         `${rate.points} bytes would refuse every image of up to --max-image-bytes (${config.maxImageBytes})`,
       );
     }
+  }
+  if (raw.maxBufferedBytes === undefined && config.maxBufferedBytes < 4 * config.maxFrameBytes) {
+    config.maxBufferedBytes = Math.max(DEFAULTS.maxBufferedBytes, 4 * config.maxFrameBytes);
   }
   if (config.maxBufferedBytes > 0 && config.maxBufferedBytes < config.maxFrameBytes) {
     throw new ConfigError(
