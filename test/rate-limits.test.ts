@@ -199,5 +199,10 @@ describe("a client that keeps going past its limit", () => {
       service.logs.some((l) => l.includes("disconnected a flooding client")),
       "the operator sees it in the log",
     );
+    const status = JSON.parse(service.cli(["status", "--json"]).stdout) as {
+      sessionRefusals: Record<string, number>;
+    };
+    assert.equal(status.sessionRefusals.disconnects, 1, "and counted in status --json");
+    assert.equal(status.sessionRefusals.E_RATE_LIMITED, refusals.length - 1);
   });
 });

@@ -24,6 +24,8 @@ export interface WorkerStats {
   heapUsedBytes: number;
   /** Cluster-wide presence figures, as this worker's store sees them. */
   presence?: { connections: number; users: number };
+  /** In-session refusals since start, by code (rate limits, bad frames, slow consumers). */
+  refusals?: Record<string, number>;
 }
 
 export type WorkerToPrimary =

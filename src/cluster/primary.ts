@@ -55,6 +55,8 @@ export interface Status {
   refusals: ConnectionLedger["refusals"];
   /** Connections whose head is being read, live sessions as reserved, heads past the deadline. */
   admission: { pending: number; sessions: number; headTimeouts: number };
+  /** Refusals inside sessions since the workers started, by code, summed over the workers. */
+  sessionRefusals: Record<string, number>;
 }
 
 export class AlreadyRunningError extends Error {}
@@ -406,6 +408,7 @@ export class Primary {
         sessions: this.ledger.size,
         headTimeouts: this.headTimeouts,
       },
+      sessionRefusals: sumCounts(stats.map((s) => s?.refusals)),
     };
   }
 
@@ -475,4 +478,12 @@ export class Primary {
       process.umask(mask);
     });
   }
+}
+
+function sumCounts(all: (Record<string, number> | undefined)[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const counts of all) {
+    for (const [code, n] of Object.entries(counts ?? {})) out[code] = (out[code] ?? 0) + n;
+  }
+  return out;
 }

@@ -10,9 +10,9 @@ import { guardedParser, refuseBadHandshakes } from "../chat/guarded-parser.js";
 import type { Config } from "../config/config.js";
 import { Admission, corsFor } from "../http/admission.js";
 import { pushApi } from "../http/push-api.js";
+import { staticFiles } from "../http/static-files.js";
 import { FloodGuard } from "../limits/flood-guard.js";
 import { capOutbound } from "../limits/outbound-cap.js";
-import { staticFiles } from "../http/static-files.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import type { PrimaryToWorker, WorkerToPrimary } from "./ipc-messages.js";
 import { isOurs } from "./ipc-messages.js";
@@ -61,6 +61,7 @@ export function runWorker(): void {
   };
 
   let chat: ChatServer | undefined;
+  let guard: FloodGuard | undefined;
   let backend: Backend | undefined;
   let stopping: Promise<void> | undefined;
   const stop = (notice: string, graceMs: number): Promise<void> => {
@@ -110,6 +111,10 @@ export function runWorker(): void {
           connections: io.of("/").sockets.size,
           rssBytes: mem.rss,
           heapUsedBytes: mem.heapUsed,
+          refusals: {
+            ...guard?.counts,
+            ...(slowConsumers ? { E_SLOW_CONSUMER: slowConsumers } : {}),
+          },
         };
         backend?.presence.stats().then(
           (presence) =>
@@ -143,13 +148,15 @@ export function runWorker(): void {
   // Origin, connect rate and connection caps of new sessions (after the cors middleware).
   const admission = new Admission(config);
   admission.attach(io.engine);
+  let slowConsumers = 0;
   io.engine.on("connection", (conn: ChatSocket["conn"]) =>
-    capOutbound(conn, config.maxBufferedBytes, (bytes) =>
+    capOutbound(conn, config.maxBufferedBytes, (bytes) => {
+      slowConsumers++;
       log.warn("dropped a connection that does not read (E_SLOW_CONSUMER)", {
         address: conn.remoteAddress,
         queuedBytes: bytes,
-      }),
-    ),
+      });
+    }),
   );
   io.engine.on(
     "headers",
@@ -174,7 +181,7 @@ export function runWorker(): void {
       maxImageBytes: config.maxImageBytes,
       presenceLimit: config.presenceLimit,
       listPageSize: config.listPageSize,
-      guard: new FloodGuard({
+      guard: (guard = new FloodGuard({
         config,
         shared: backend.sharedLimiter,
         onDisconnect: (socket, why) =>
@@ -183,7 +190,7 @@ export function runWorker(): void {
             userId: socket.data.user?.userId,
             why,
           }),
-      }),
+      })),
     });
     // After the ChatServer's own middleware: the user is known, nothing else refuses after it.
     admission.limitUsers(io);

@@ -54,6 +54,8 @@ export class FloodGuard {
   private readonly limits: Record<Kind, Limit[]>;
   private readonly refusals?: RateLimiterMemory;
   private readonly conns = new WeakMap<Socket, ConnState>();
+  /** Refusals since start by code, and `disconnects` for abuse (status --json). */
+  readonly counts: Record<string, number> = {};
 
   constructor(private readonly opts: FloodGuardOptions) {
     const c = opts.config;
@@ -138,6 +140,7 @@ export class FloodGuard {
     message: string,
     retryAfterMs?: number,
   ): void {
+    this.counts[code] = (this.counts[code] ?? 0) + 1;
     const reply = errorEnvelope(code, message);
     if (retryAfterMs !== undefined && reply.data.content.error) {
       reply.data.content.error.retryAfterMs = retryAfterMs;
@@ -154,6 +157,7 @@ export class FloodGuard {
     const why = `more than ${this.opts.config.maxRefusals} refused requests in ${REFUSAL_WINDOW_S} s`;
     state.expel = () => {
       state.expel = () => {};
+      this.counts.disconnects = (this.counts.disconnects ?? 0) + 1;
       socket.emit("message", errorEnvelope("E_RATE_LIMITED", `disconnected: ${why}`));
       this.opts.onDisconnect?.(socket, why);
       // After the events already let through have run: socket.io drops a disconnected socket's.

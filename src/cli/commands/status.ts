@@ -28,6 +28,11 @@ export async function status(pidFile: string, json: boolean): Promise<number> {
 
 const mb = (bytes?: number) => (bytes === undefined ? "?" : `${(bytes / 1048576).toFixed(1)} MB`);
 
+const counts = (c: Record<string, number> | undefined) => {
+  const entries = Object.entries(c ?? {}).filter(([, n]) => n > 0);
+  return entries.length === 0 ? "none" : entries.map(([code, n]) => `${code} ${n}`).join(", ");
+};
+
 export function formatStatus(s: Status): string {
   const lines = [
     `weigot-ws is running (${s.ready ? "ready" : "NOT ready"})`,
@@ -38,6 +43,7 @@ export function formatStatus(s: Status): string {
     `  listening    ${s.host}:${s.port}`,
     `  connections  ${s.connections}`,
     `  users        ${s.users}`,
+    `  refused      ${counts(s.refusals)} (connections); ${counts(s.sessionRefusals)} (in sessions)`,
     "  workers:",
     ...s.workers.map(
       (w) =>
