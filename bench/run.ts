@@ -7,8 +7,8 @@
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { machineBusyMs } from "./lib/procfs.js";
-import { machine, type ScenarioReport, table, writeResults } from "./lib/report.js";
-import { Deployment, SYSTEMS, type SystemName } from "./lib/systems.js";
+import { machine, mergeRepeats, type ScenarioReport, table, writeResults } from "./lib/report.js";
+import { DEFAULT_SYSTEMS, Deployment, SYSTEMS, type SystemName } from "./lib/systems.js";
 import { repoRoot, sleep } from "./lib/util.js";
 import type { BenchOptions, Scenario } from "./scenarios/common.js";
 import { connections } from "./scenarios/connections.js";
@@ -19,9 +19,11 @@ import { presence } from "./scenarios/presence.js";
 const SCENARIOS: Scenario[] = [connections, fanout, latency, presence];
 
 const USAGE = `usage: npm run bench -- [--scenario connections|fanout|latency|presence|all] [--quick]
-  [--systems weigot-ws,baseline] [--adapter cluster|redis] [--workers n] [--out-dir dir]
-  [--connections n] [--rate n] [--receivers n] [--step-seconds s] [--max-p99 ms]
-  [--trials n] [--online-users n]`;
+  [--systems weigot-ws,weigot-ws-unguarded,baseline] [--repeat n] [--adapter cluster|redis]
+  [--workers n] [--out-dir dir] [--connections n] [--rate n] [--receivers n]
+  [--step-seconds s] [--max-p99 ms] [--trials n] [--online-users n]
+  --repeat n: run each scenario n times, the systems' order reversed every other time; the table
+  shows the median (default 1)`;
 
 function num(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -35,7 +37,8 @@ async function main(): Promise<number> {
     options: {
       scenario: { type: "string", multiple: true },
       quick: { type: "boolean", default: false },
-      systems: { type: "string", default: SYSTEMS.join(",") },
+      systems: { type: "string", default: DEFAULT_SYSTEMS.join(",") },
+      repeat: { type: "string", default: "1" },
       adapter: { type: "string", default: "cluster" },
       workers: { type: "string" },
       "out-dir": { type: "string", default: `${repoRoot}/bench/results` },
@@ -62,10 +65,18 @@ async function main(): Promise<number> {
     console.error(`unknown scenario ${unknown.join(", ")}\n${USAGE}`);
     return 2;
   }
-  const systems = values.systems
-    .split(",")
-    .map((s) => (s === "weigot" ? "weigot-ws" : s))
-    .filter((s): s is SystemName => (SYSTEMS as string[]).includes(s));
+  const asked = values.systems.split(",").map((s) => (s === "weigot" ? "weigot-ws" : s.trim()));
+  const unknownSystems = asked.filter((s) => !(SYSTEMS as string[]).includes(s));
+  if (unknownSystems.length > 0) {
+    console.error(`unknown system ${unknownSystems.join(", ")}\n${USAGE}`);
+    return 2;
+  }
+  const systems = asked as SystemName[];
+  const repeat = num(values.repeat) ?? 1;
+  if (!Number.isInteger(repeat) || repeat < 1) {
+    console.error(`--repeat must be a whole number ≥ 1\n${USAGE}`);
+    return 2;
+  }
   if (values.adapter !== "cluster" && values.adapter !== "redis") {
     console.error(`--adapter must be cluster or redis\n${USAGE}`);
     return 2;
@@ -109,8 +120,15 @@ async function main(): Promise<number> {
   const reports: ScenarioReport[] = [];
   let errors = 0;
   for (const scenario of chosen) {
-    process.stderr.write(`▶ ${scenario.name}${opts.quick ? " (quick)" : ""}\n`);
-    const report = await scenario.run(opts);
+    const runs: ScenarioReport[] = [];
+    for (let i = 0; i < repeat; i++) {
+      const round = repeat > 1 ? ` repeat ${i + 1}/${repeat}` : "";
+      process.stderr.write(`▶ ${scenario.name}${opts.quick ? " (quick)" : ""}${round}\n`);
+      // ABBA…: neither system always runs first (warm caches, a neighbour's load pattern)
+      const order = i % 2 === 0 ? systems : [...systems].reverse();
+      runs.push(await scenario.run({ ...opts, systems: order }));
+    }
+    const report = mergeRepeats(runs);
     report.finishedAt = new Date();
     reports.push(report);
     const files = writeResults(report, values["out-dir"]);

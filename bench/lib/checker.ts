@@ -5,7 +5,7 @@
 import { io, type Socket } from "socket.io-client";
 import { Action, type Envelope } from "../../src/chat/protocol.js";
 import { MARK } from "../loadgen/messages.js";
-import type { SystemName } from "./systems.js";
+import { isWeigot, type SystemName } from "./systems.js";
 
 export class Checker {
   readonly socket: Socket;
@@ -109,7 +109,7 @@ export class Checker {
     while (Date.now() < deadline) {
       const gotList = this.seen.includes(Action.UserList);
       if (this.socket.connected && (this.system === "baseline" || gotList)) {
-        if (this.system === "weigot-ws") {
+        if (isWeigot(this.system)) {
           const between = this.seen.slice(1, -1);
           if (this.seen[0] !== Action.UserInfo || between.some((a) => a !== 202 && a !== 203)) {
             this.problem(

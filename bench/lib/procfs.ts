@@ -107,6 +107,7 @@ export class CpuMeter {
     const out: CpuUse = {};
     let sum = 0;
     let busiest = 0;
+    let serviceMs = 0;
     for (const [name, pids] of Object.entries(this.groups())) {
       let used = 0;
       for (const p of pids) {
@@ -114,6 +115,7 @@ export class CpuMeter {
         used += u;
         if (name === "service") busiest = Math.max(busiest, u);
       }
+      if (name === "service") serviceMs = used;
       out[name] = pct(used);
       sum += used;
     }
@@ -121,6 +123,9 @@ export class CpuMeter {
     for (const p of this.groups().service ?? []) {
       out[`pid${p}`] = pct(cpuMs(p) - (this.start.get(p) ?? cpuMs(p)));
     }
+    // unrounded, for per-delivery costs: CPU ms of the service and the interval's length
+    out.serviceMs = serviceMs;
+    out.wallMs = Math.round(wall);
     out.busiest = pct(busiest);
     out.machine = pct(machine);
     out.other = Math.max(0, pct(machine - sum));

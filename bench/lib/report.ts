@@ -23,6 +23,8 @@ export interface Metric {
   digits: number;
   targets: Target[];
   values: Partial<Record<SystemName, Value>>;
+  /** With `--repeat`: every repeat's value (`values` holds their median). */
+  repeats?: Partial<Record<SystemName, Value[]>>;
 }
 
 export interface SystemRun {
@@ -32,6 +34,8 @@ export interface SystemRun {
   error?: string;
   /** Everything the scenario measured, for the JSON file. */
   details?: unknown;
+  /** weigot-ws: the guards' refusals by code (admission counts and log); none expected. */
+  refusals?: Record<string, number>;
 }
 
 export interface Series {
@@ -69,7 +73,7 @@ export class ScenarioReport {
   readonly notes: string[] = [];
   /** Things that went wrong (crashes, wrong payloads): the smoke test requires none. */
   readonly errors: string[] = [];
-  readonly startedAt = new Date();
+  startedAt = new Date();
   finishedAt?: Date;
 
   constructor(
@@ -122,6 +126,7 @@ export class ScenarioReport {
       metrics: this.metrics.map((m) => ({
         ...m,
         ratio: ratio(m),
+        ratioUnguarded: guardRatio(m),
         targetMet: targetMet(m),
       })),
       notes: this.notes,
@@ -136,6 +141,14 @@ export function ratio(m: Metric): number | null {
   const b = m.values.baseline;
   if (typeof a !== "number" || typeof b !== "number" || b === 0) return null;
   return round(a / b, 2);
+}
+
+/** weigot-ws / weigot-ws-unguarded: what the guards cost (null without both figures). */
+export function guardRatio(m: Metric): number | null {
+  const a = m.values["weigot-ws"];
+  const b = m.values["weigot-ws-unguarded"];
+  if (typeof a !== "number" || typeof b !== "number" || b === 0) return null;
+  return round(a / b, 3);
 }
 
 /** Whether weigot-ws meets every target of the metric (null: no target, or no figure). */
@@ -190,18 +203,28 @@ export function table(r: ScenarioReport): string {
     lines.push(`- ${run.system}: ${run.deployment ?? ""}${state}`);
   }
   lines.push("");
-  lines.push(`| figure | ${SYSTEMS.join(" | ")} | ratio | target (weigot-ws) |`);
-  lines.push(`|---|${SYSTEMS.map(() => "---:").join("|")}|---:|---|`);
+  // The systems measured (all of them when none ran), in SYSTEMS order.
+  const measured = SYSTEMS.filter((s) => r.runs.some((x) => x.system === s));
+  const shown = measured.length > 0 ? measured : SYSTEMS;
+  // "ratio" is weigot-ws / baseline; "guarded / unguarded" needs both weigot-ws variants.
+  const withRatio = !shown.includes("weigot-ws-unguarded") || shown.includes("baseline");
+  const withGuard = shown.includes("weigot-ws") && shown.includes("weigot-ws-unguarded");
+  const extra = [...(withRatio ? ["ratio"] : []), ...(withGuard ? ["guarded / unguarded"] : [])];
+  lines.push(`| figure | ${[...shown, ...extra].join(" | ")} | target (weigot-ws) |`);
+  lines.push(`|---|${[...shown, ...extra].map(() => "---:").join("|")}|---|`);
   for (const m of r.metrics) {
-    const cells = SYSTEMS.map((s) => {
+    const cells = shown.map((s) => {
       const v = m.values[s];
       const run = r.runs.find((x) => x.system === s);
       if (v === undefined && run?.status === "n/a") return "n/a";
       return fmt(v, m.digits);
     });
     const rt = ratio(m);
+    const gr = guardRatio(m);
+    if (withRatio) cells.push(rt === null ? "–" : rt.toFixed(2));
+    if (withGuard) cells.push(gr === null ? "–" : gr.toFixed(3));
     lines.push(
-      `| ${m.label}${m.unit ? ` (${m.unit})` : ""} | ${cells.join(" | ")} | ${rt === null ? "–" : rt.toFixed(2)} | ${fmtTarget(m)} |`,
+      `| ${m.label}${m.unit ? ` (${m.unit})` : ""} | ${cells.join(" | ")} | ${fmtTarget(m)} |`,
     );
   }
   for (const n of r.notes) lines.push(`- ${n}`);
@@ -215,6 +238,7 @@ export function table(r: ScenarioReport): string {
 
 const COLORS: Record<SystemName, string[]> = {
   "weigot-ws": ["#1f5fbf", "#4f9be8", "#0b2f6b", "#7fb8f0"],
+  "weigot-ws-unguarded": ["#2e8b3a", "#6cc070", "#145a1e", "#a3d9a0"],
   baseline: ["#d9661a", "#f0a35e", "#8a3a05", "#f5c08f"],
 };
 
@@ -300,4 +324,73 @@ export function writeResults(r: ScenarioReport, dir: string): string[] {
     files.push(`${base}.svg`);
   }
   return files;
+}
+
+function median(values: number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 === 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+/**
+ * One report out of `--repeat` runs of a scenario: each figure is the median of the repeats
+ * (every repeat's value kept in `repeats`), notes and errors are tagged with their repeat, and
+ * the per-repeat guarded / unguarded ratios are listed so that one noisy repeat shows.
+ */
+export function mergeRepeats(reports: ScenarioReport[]): ScenarioReport {
+  const [first] = reports;
+  if (reports.length === 1) return first;
+  const out = new ScenarioReport(first.scenario, first.title, first.quick, {
+    ...first.config,
+    repeats: reports.length,
+  });
+  out.startedAt = first.startedAt;
+  for (const system of SYSTEMS) {
+    const runs = reports.flatMap((r) => r.runs.filter((x) => x.system === system));
+    if (runs.length === 0) continue;
+    const run = out.run(system);
+    run.deployment = runs[0].deployment;
+    const bad = runs.find((x) => x.status !== "ok");
+    run.status = bad?.status ?? "ok";
+    if (bad?.error) run.error = bad.error;
+    run.details = runs.map((x) => x.details);
+    const refusals: Record<string, number> = {};
+    for (const x of runs) {
+      for (const [k, v] of Object.entries(x.refusals ?? {})) refusals[k] = (refusals[k] ?? 0) + v;
+    }
+    run.refusals = refusals;
+  }
+  for (const m of first.metrics) {
+    const merged = out.metric(m.key, m.label, m.unit, m.digits, ...m.targets);
+    merged.repeats = {};
+    for (const system of SYSTEMS) {
+      const all = reports.map((r) => r.metrics.find((x) => x.key === m.key)?.values[system]);
+      if (all.every((v) => v === undefined)) continue;
+      const values = all.map((v) => v ?? null);
+      merged.repeats[system] = values;
+      const nums = values.filter((v): v is number => typeof v === "number");
+      merged.values[system] = nums.length > 0 ? median(nums) : values[0];
+    }
+  }
+  reports.forEach((r, i) => {
+    out.notes.push(...r.notes.map((n) => `[repeat ${i + 1}] ${n}`));
+    out.errors.push(...r.errors.map((e) => `[repeat ${i + 1}] ${e}`));
+    out.series.push(...r.series.map((x) => ({ ...x, name: `${x.name} #${i + 1}` })));
+  });
+  const perRepeat = first.metrics
+    .map((m) => {
+      const ratios = reports.map((r) => {
+        const x = r.metrics.find((y) => y.key === m.key);
+        return x ? guardRatio(x) : null;
+      });
+      return ratios.every((v) => v === null)
+        ? undefined
+        : `${m.label}: ${ratios.map((v) => (v === null ? "–" : v.toFixed(3))).join(", ")}`;
+    })
+    .filter((x): x is string => x !== undefined);
+  out.notes.unshift(
+    `median of ${reports.length} repeats (systems interleaved: their order reversed on every other repeat)`,
+    ...(perRepeat.length > 0 ? [`guarded / unguarded per repeat — ${perRepeat.join("; ")}`] : []),
+  );
+  return out;
 }

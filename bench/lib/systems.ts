@@ -13,8 +13,43 @@ import { wsUrl } from "../loadgen/pool.js";
 import { processTree, rssBytes } from "./procfs.js";
 import { freePort, repoRoot, sleep, Tail, waitUntil } from "./util.js";
 
-export type SystemName = "weigot-ws" | "baseline";
-export const SYSTEMS: SystemName[] = ["weigot-ws", "baseline"];
+export type SystemName = "weigot-ws" | "weigot-ws-unguarded" | "baseline";
+/** Every system, in the order of the table's columns. */
+export const SYSTEMS: SystemName[] = ["weigot-ws", "weigot-ws-unguarded", "baseline"];
+/** What `npm run bench` measures without `--systems`. */
+export const DEFAULT_SYSTEMS: SystemName[] = ["weigot-ws", "baseline"];
+
+/** weigot-ws in either configuration (same CLI, same protocol). */
+export function isWeigot(system: SystemName): boolean {
+  return system !== "baseline";
+}
+
+/**
+ * The load generator plays thousands of clients from a dozen 127.0.0.x addresses, where real
+ * clients would each have their own: so the per-address limits (connect rate, sessions per
+ * address) and the node-wide session cap (38,000 in `connections`, beyond the 20,000 default) are
+ * raised far above anything the bench offers, not switched off, so that their checks still run.
+ * Every other guard keeps its default: the measured weigot-ws is the guarded product.
+ */
+export const BENCH_ADDRESS_ARGS = [
+  "--connect-rate",
+  "1000000/1s",
+  "--max-connections-per-address",
+  "10000000",
+  "--max-connections",
+  "10000000",
+];
+
+/**
+ * weigot-ws-unguarded: every guard that can be switched off, off (`0`). Not switchable: the
+ * frame-checking socket.io parser and the request-head deadline (--request-timeout ≥ 1 s).
+ */
+export const UNGUARDED_ARGS = [
+  ...["--connect-rate", "--message-rate", "--user-message-rate", "--message-bytes-rate"],
+  ...["--user-message-bytes-rate", "--state-rate", "--query-rate", "--max-refusals"],
+  ...["--max-buffered-bytes", "--max-connections", "--max-connections-per-address"],
+  ...["--max-connections-per-user", "--max-pending-connections"],
+].flatMap((flag) => [flag, "0"]);
 
 export interface DeployOptions {
   adapter: "cluster" | "redis";
@@ -30,7 +65,13 @@ export interface ServiceNode {
   pid: number;
   child: ChildProcess;
   output: Tail;
+  /** Guard error codes named in the service's log (e.g. a client dropped with E_RATE_LIMITED). */
+  codes: Record<string, number>;
 }
+
+/** The guards' codes, as the service logs them when it drops or refuses a client. */
+const GUARD_CODE_RE =
+  /\b(E_RATE_LIMITED|E_SLOW_CONSUMER|E_TOO_MANY_CONNECTIONS|E_SERVER_BUSY|E_BAD_FRAME)\b/g;
 
 export class SkipSystem extends Error {}
 
@@ -108,6 +149,30 @@ export class Deployment {
       : `1 node × ${o.workers} workers, cluster adapter`;
   }
 
+  pidFile(port: number): string {
+    return path.join(RUN_DIR, `weigot-${port}.pid`);
+  }
+
+  /**
+   * Refusals the guards made, by code, over every node of a weigot-ws deployment: the admission
+   * refusals the primaries count (`weigot-ws status --json`) plus the codes in the services' logs.
+   * Empty for the baseline.
+   */
+  async refusals(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    if (!isWeigot(this.system)) return out;
+    const add = (codes: Record<string, number | undefined>) => {
+      for (const [k, v] of Object.entries(codes)) if (v) out[k] = (out[k] ?? 0) + v;
+    };
+    for (const n of this.nodes) {
+      add(n.codes);
+      const status = await cliStatus(this.pidFile(n.port));
+      if (status === undefined) out.statusUnavailable = (out.statusUnavailable ?? 0) + 1;
+      else add(status.refusals ?? {});
+    }
+    return out;
+  }
+
   /** Every process of the service (primaries and workers). */
   pids(): number[] {
     const pids = this.nodes.flatMap((n) => processTree(n.pid));
@@ -145,7 +210,7 @@ export class Deployment {
     const output = new Tail();
     const prefix = this.prefix;
     let child: ChildProcess;
-    if (this.system === "weigot-ws") {
+    if (isWeigot(this.system)) {
       if (!existsSync(WEIGOT_CLI)) {
         throw new SkipSystem(
           `weigot-ws is not built (${path.relative(repoRoot, WEIGOT_CLI)} missing)`,
@@ -162,7 +227,8 @@ export class Deployment {
         "--log-level",
         "warn",
         "--pid-file",
-        path.join(RUN_DIR, `weigot-${port}.pid`),
+        this.pidFile(port),
+        ...(this.system === "weigot-ws" ? BENCH_ADDRESS_ARGS : UNGUARDED_ARGS),
       ];
       if (this.opts.adapter === "redis") {
         args.push("--adapter", "redis", "--redis-url", this.opts.redisUrl ?? "");
@@ -191,19 +257,24 @@ export class Deployment {
         detached: true,
       });
     }
-    child.stdout?.on("data", (d) => output.push(d));
-    child.stderr?.on("data", (d) => output.push(d));
+    const codes: Record<string, number> = {};
+    const onOutput = (d: Buffer) => {
+      output.push(d);
+      for (const m of d.toString().matchAll(GUARD_CODE_RE)) codes[m[1]] = (codes[m[1]] ?? 0) + 1;
+    };
+    child.stdout?.on("data", onOutput);
+    child.stderr?.on("data", onOutput);
     let exited: string | undefined;
     child.once("exit", (code, signal) => {
       exited = `exited with code ${code} signal ${signal}`;
     });
-    const node: ServiceNode = { port, pid: child.pid ?? 0, child, output };
+    const node: ServiceNode = { port, pid: child.pid ?? 0, child, output, codes };
     this.nodes.push(node); // so stop() reaches it if readiness fails
     await waitUntil(
       `${this.system} node ${i} to be ready on port ${port}`,
       async () => {
         if (exited) throw new Error(`${this.system} ${exited} before it was ready:\n${output}`);
-        if (this.system === "weigot-ws") {
+        if (isWeigot(this.system)) {
           return (await httpStatus(`http://127.0.0.1:${port}/readyz`)) === 200 ? true : undefined;
         }
         return output.toString().includes("READY ") ? true : undefined;
@@ -253,6 +324,28 @@ export class Deployment {
       }
     }
   }
+}
+
+/** `weigot-ws status --json` of the node with this PID file (undefined if it does not answer). */
+function cliStatus(pidFile: string): Promise<{ refusals?: Record<string, number> } | undefined> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [WEIGOT_CLI, "status", "--json", "--pid-file", pidFile], {
+      cwd: repoRoot,
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    let out = "";
+    child.stdout?.on("data", (d) => {
+      out += d;
+    });
+    child.once("error", () => resolve(undefined));
+    child.once("exit", (code) => {
+      try {
+        resolve(code === 0 ? JSON.parse(out) : undefined);
+      } catch {
+        resolve(undefined);
+      }
+    });
+  });
 }
 
 /**

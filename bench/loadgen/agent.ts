@@ -17,6 +17,7 @@ import {
 
 const MARK_BUF = Buffer.from(MARK);
 const ERROR_BUF = Buffer.from('"action":100');
+const CODE_RE = /"code":"(E_[A-Z_]+)"/;
 const PENDING = 0;
 const OPEN = 1;
 const CLOSED = 2;
@@ -41,10 +42,17 @@ let stores = new Map<number, Store>();
 let frames = 0;
 let serverErrors = 0;
 let lastServerError: string | undefined;
+const errorCodes: Record<string, number> = {};
 let disconnects = 0;
 const closeCodes: Record<string, number> = {};
 let open = 0;
 let lastFrameAtMs = 0;
+
+/** Counts the error code named in a frame or response body (if any). */
+function noteCode(text: string): void {
+  const code = CODE_RE.exec(text)?.[1];
+  if (code) errorCodes[code] = (errorCodes[code] ?? 0) + 1;
+}
 
 function reply(msg: AgentMessage): void {
   process.send?.(msg);
@@ -73,6 +81,7 @@ function onEvent(conn: Conn, data: Buffer): void {
     if (data.indexOf(ERROR_BUF, 2) >= 0) {
       serverErrors++;
       lastServerError = data.toString("utf8", 0, Math.min(data.length, 300));
+      noteCode(data.toString("utf8", 0, Math.min(data.length, 2000)));
     }
     return;
   }
@@ -167,6 +176,7 @@ async function connect(cmd: ConnectCommand): Promise<void> {
             doneAtMs.push(Date.now());
             finishIfDone();
           } else if (b1 === 0x34) {
+            noteCode(data.toString("utf8", 0, Math.min(data.length, 2000)));
             fail(conn, `connect_error ${data.toString("utf8", 2, Math.min(data.length, 80))}`);
           }
         } else if (b0 === 0x30) {
@@ -174,6 +184,23 @@ async function connect(cmd: ConnectCommand): Promise<void> {
         } else if (b0 === 0x31 && conn.state === OPEN) {
           closeCodes.engineClose = (closeCodes.engineClose ?? 0) + 1;
         }
+      });
+      // A refused upgrade (429/503/403 from the admission guards): name its code.
+      ws.on("unexpected-response", (req, res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          if (body.length < 2000) body += chunk;
+        });
+        const done = () => {
+          noteCode(body);
+          const code = CODE_RE.exec(body)?.[1];
+          fail(conn, `HTTP ${res.statusCode}${code ? ` ${code}` : ""}`);
+          req.destroy();
+        };
+        res.on("end", done);
+        res.on("error", done);
+        res.on("aborted", done);
       });
       ws.on("error", (err: Error & { code?: string }) => {
         fail(conn, err.code ?? err.message);
@@ -274,6 +301,7 @@ function collect(cmd: CollectCommand): void {
     frames,
     serverErrors,
     lastServerError,
+    errorCodes,
     disconnects,
     closeCodes,
     open,

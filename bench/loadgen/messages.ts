@@ -88,6 +88,12 @@ export interface CollectResult {
   serverErrors: number;
   /** One example of a server error envelope. */
   lastServerError?: string;
+  /**
+   * Error codes (`E_...`) seen since the agent started (not reset): in error envelopes, in
+   * connect_error packets and in the bodies of refused WebSocket upgrades. The guards' refusals
+   * (E_RATE_LIMITED, E_TOO_MANY_CONNECTIONS, ...) show up here.
+   */
+  errorCodes: Record<string, number>;
   /** Connections lost after they were established (total, not reset). */
   disconnects: number;
   /** WebSocket close codes of those lost connections (and `engineClose`: an Engine.IO close packet). */

@@ -55,6 +55,14 @@ export async function withSystem(
     run.deployment = dep.describe;
     progress(`${report.scenario}: ${system} up (${dep.describe})`);
     await fn(dep, redis);
+    const refused = await dep.refusals();
+    if (Object.keys(refused).length > 0) {
+      report.error(
+        system,
+        `the guards refused or dropped clients (service status and log): ${JSON.stringify(refused)}`,
+      );
+    }
+    run.refusals = refused;
     const dead = dep.nodes.filter((n) => n.child.exitCode !== null || n.child.signalCode !== null);
     if (dead.length > 0) {
       throw new Error(
@@ -196,16 +204,33 @@ export function fmtCpu(u: CpuUse): string {
 }
 
 /** Connections lost after they were established, with their close codes, over all agents. */
-export async function lostConnections(
-  pool: AgentPool,
-): Promise<{ lost: number; codes: Record<string, number> }> {
+export async function lostConnections(pool: AgentPool): Promise<{
+  lost: number;
+  codes: Record<string, number>;
+  errorCodes: Record<string, number>;
+}> {
   const codes: Record<string, number> = {};
+  const errorCodes: Record<string, number> = {};
   let lost = 0;
   for (const c of await pool.collect(false, false)) {
     lost += c.disconnects;
     for (const [k, v] of Object.entries(c.closeCodes)) codes[k] = (codes[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(c.errorCodes)) errorCodes[k] = (errorCodes[k] ?? 0) + v;
   }
-  return { lost, codes };
+  return { lost, codes, errorCodes };
+}
+
+/**
+ * An error of the run when the agents saw error codes (error envelopes, connect_error, refused
+ * upgrades): a bench client is never meant to be refused, so a guard that fires is a finding.
+ */
+export function reportErrorCodes(
+  report: ScenarioReport,
+  system: SystemName,
+  errorCodes: Record<string, number>,
+): void {
+  if (Object.keys(errorCodes).length === 0) return;
+  report.error(system, `the load generator was refused: error codes ${JSON.stringify(errorCodes)}`);
 }
 
 /** Sets the `lost` metric (declare it with `declareLost`) and notes the close codes. */
@@ -214,7 +239,8 @@ export async function reportLost(
   system: SystemName,
   pool: AgentPool,
 ): Promise<number> {
-  const { lost, codes } = await lostConnections(pool);
+  const { lost, codes, errorCodes } = await lostConnections(pool);
+  reportErrorCodes(report, system, errorCodes);
   report.set("lost", system, lost);
   if (lost > 0)
     report.notes.push(

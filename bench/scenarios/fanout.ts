@@ -31,6 +31,8 @@ const STEPS_FULL = [
 const STEPS_QUICK = [10_000, 20_000, 40_000, 60_000, 80_000, 120_000];
 /** Most messages per second one sender sends (keeps clear of per-user rate limits). */
 const PER_SENDER_RATE = 2;
+/** The step whose service CPU per delivery is compared (one every system sustains). */
+const REFERENCE_STEP = 40_000;
 
 export interface StepResult {
   target: number;
@@ -42,6 +44,8 @@ export interface StepResult {
   deliveriesPerS: number;
   latency: ReturnType<Latency["summary"]>;
   cpu: CpuUse;
+  /** Service CPU per delivery over the step and its drain (µs): what the guards' cost shows in. */
+  cpuUsPerDelivery: number;
   serverErrors: number;
   pass: boolean;
 }
@@ -93,6 +97,14 @@ export const fanout: Scenario = {
     report.metric("cpuBusiest", "busiest service process CPU at that rate", "% of a core", 0);
     report.metric("cpuGen", "load generator CPU at that rate", "% of a core", 0);
     report.metric("cpuOther", "other CPU on the machine at that rate", "% of a core", 0);
+    report.metric("cpuPerDelivery", "service CPU per delivery at that rate", "µs", 2);
+    report.metric(
+      "cpuRef",
+      `service CPU per delivery at the ${fmtInt(REFERENCE_STEP)}/s step`,
+      "µs",
+      2,
+    );
+    report.metric("p99Ref", `latency p99 at the ${fmtInt(REFERENCE_STEP)}/s step`, "ms", 2);
 
     for (const system of opts.systems) {
       await withSystem(
@@ -188,6 +200,8 @@ export const fanout: Scenario = {
                 deliveriesPerS: Math.round(delivered / stepS),
                 latency: summary,
                 cpu: cpuUse,
+                cpuUsPerDelivery:
+                  delivered > 0 ? round((cpuUse.serviceMs * 1000) / delivered, 3) : 0,
                 serverErrors,
                 pass: pct >= 99.9 && summary.p99 <= maxP99,
               };
@@ -222,7 +236,7 @@ export const fanout: Scenario = {
               `${system} steps: ${results
                 .map(
                   (r) =>
-                    `${fmtInt(r.deliveriesPerS)}/s ${r.pass ? "✓" : "✗"} (${r.deliveredPct}%, p99 ${r.latency.p99.toFixed(1)} ms, CPU svc ${r.cpu.service}%/busiest ${r.cpu.busiest}%, gen ${r.cpu.generator}%, other ${r.cpu.other}%)`,
+                    `${fmtInt(r.deliveriesPerS)}/s ${r.pass ? "✓" : "✗"} (${r.deliveredPct}%, p99 ${r.latency.p99.toFixed(1)} ms, CPU svc ${r.cpu.service}%/busiest ${r.cpu.busiest}%, ${r.cpuUsPerDelivery.toFixed(2)} µs/delivery, gen ${r.cpu.generator}%, other ${r.cpu.other}%)`,
                 )
                 .join("; ")}`,
             );
@@ -233,7 +247,14 @@ export const fanout: Scenario = {
               );
             }
             const errs = results.reduce((x, r) => x + r.serverErrors, 0);
-            if (errs > 0) report.notes.push(`${system}: ${errs} server error envelopes received`);
+            if (errs > 0) {
+              const example = (report.run(system).details as { lastServerError?: string })
+                ?.lastServerError;
+              report.error(system, `${errs} server error envelopes received (e.g. ${example})`);
+            }
+            const ref = results.find((r) => r.target === REFERENCE_STEP);
+            report.set("cpuRef", system, ref?.cpuUsPerDelivery ?? null);
+            report.set("p99Ref", system, ref?.latency.p99 ?? null);
             for (const p of checkerProblems(checkers)) report.error(system, p);
             report.notes.push(...checkerNotes(checkers));
             for (const ch of checkers) {
@@ -279,4 +300,5 @@ function setBest(
   report.set("cpuBusiest", system, best?.cpu.busiest ?? null);
   report.set("cpuGen", system, best?.cpu.generator ?? null);
   report.set("cpuOther", system, best?.cpu.other ?? null);
+  report.set("cpuPerDelivery", system, best?.cpuUsPerDelivery ?? null);
 }

@@ -15,6 +15,7 @@ import {
   declareLost,
   fmtCpu,
   lostConnections,
+  reportErrorCodes,
   type Scenario,
   waitQuiet,
   withSystem,
@@ -89,12 +90,13 @@ export const latency: Scenario = {
               progress(`${system}: room of ${size}, ${rate} msg/s for ${durS} s`);
               const cpu = cpuMeter(dep, pool, redis);
               cpu.begin();
-              // 2 senders per agent: its sockets 0 and 1, one on each node
+              // 4 senders per agent: its sockets 0–3, two on each node; at most 2.5 msg/s each,
+              // well under the per-connection limit (--message-rate 20/4s)
               const sent = await Promise.all(
                 pool.agents.map((a) =>
                   a.send({
                     group: room,
-                    senders: 2,
+                    senders: 4,
                     rate: rate / pool.agents.length,
                     durationMs: durS * 1000,
                     tag: ri,
@@ -154,7 +156,9 @@ export const latency: Scenario = {
                   report.error(system, `checker ${ch.username} got no message`);
                 ch.close();
               }
-              lost += (await lostConnections(pool)).lost;
+              const gone = await lostConnections(pool);
+              lost += gone.lost;
+              reportErrorCodes(report, system, gone.errorCodes);
               await pool.close(room);
               await sleep(500);
             }
