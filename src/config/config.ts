@@ -45,7 +45,7 @@ export interface Config {
   maxFrameBytes: number;
   /**
    * Rooms with more users than this get no 202/203 broadcasts and a connect-time 201 cut to this
-   * many users (with `total`); `onlineList` still returns everyone. 0 = no limit. @default 1000
+   * many users (with `total`); `onlineList` pages through everyone. 0 = no limit. @default 1000
    */
   presenceLimit: number;
   /** Comma-separated `aud` values a JWT must carry one of (empty = not checked). @default "" */
