@@ -61,6 +61,8 @@ export const connections: Scenario = {
     report.metric("cpuService", "service CPU during ramp", "% of a core", 0);
     report.metric("cpuBusiest", "busiest service process CPU during ramp", "% of a core", 0);
     report.metric("cpuGen", "load generator CPU during ramp", "% of a core", 0);
+    report.metric("cpuOther", "other CPU on the machine during ramp", "% of a core", 0);
+    report.metric("cpuPerConnect", "service CPU per connect", "ms", 3);
 
     for (const system of opts.systems) {
       await withSystem(
@@ -112,6 +114,8 @@ export const connections: Scenario = {
             report.set("cpuService", system, cpuUse.service);
             report.set("cpuBusiest", system, cpuUse.busiest);
             report.set("cpuGen", system, cpuUse.generator);
+            report.set("cpuOther", system, cpuUse.other);
+            report.set("cpuPerConnect", system, c.opened > 0 ? cpuUse.serviceMs / c.opened : null);
             report.series.push({ name: `${system} handshake`, system, points: hs.curve() });
             report.run(system).details = {
               opened: c.opened,
