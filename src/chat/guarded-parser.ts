@@ -185,6 +185,8 @@ export class GuardedDecoder extends EventEmitter {
   private dropped = 0;
   /** What the current `add` emits once its checks are done. */
   private out: Packet[] = [];
+  /** The connection's socket on the main namespace, once connected (see refuseBadHandshakes). */
+  private socket: { connected: boolean } | undefined;
 
   constructor(private readonly limits: FrameLimits = DEFAULT_FRAME_LIMITS) {
     super();
@@ -208,6 +210,12 @@ export class GuardedDecoder extends EventEmitter {
 
   destroy(): void {
     this.pending = undefined;
+    this.socket = undefined;
+  }
+
+  /** Tells the decoder the connection's socket: a CONNECT while it is connected is refused. */
+  bind(socket: { connected: boolean }): void {
+    this.socket = socket;
   }
 
   private addString(frame: string): void {
@@ -222,12 +230,19 @@ export class GuardedDecoder extends EventEmitter {
       packet = this.base.decodeString(frame);
     } catch {
       const header = readHeader(frame);
-      if (header.type === PacketType.CONNECT) {
+      if (header.type === PacketType.CONNECT && this.socket?.connected) {
+        this.refuse("already connected");
+      } else if (header.type === PacketType.CONNECT) {
         this.refuseConnect("a malformed handshake");
       } else {
         this.discard = header.attachments;
         this.refuse("a malformed packet", header.type, header.id);
       }
+      return;
+    }
+    if (packet.type === PacketType.CONNECT && packet.nsp === NSP && this.socket?.connected) {
+      // socket.io would close the connection ("invalid state").
+      this.refuse("already connected");
       return;
     }
     let slots: Slot[];
@@ -319,9 +334,15 @@ export const guardedParser = { Encoder, Decoder: GuardedDecoder };
 
 /**
  * The first connection middleware: a refused handshake gets a connect_error whose data is
- * `{ code: "E_BAD_FRAME", message }`, like the chat server's own refusals.
+ * `{ code: "E_BAD_FRAME", message }`, like the chat server's own refusals. Also tells each
+ * connection's decoder its socket once connected.
  */
 export function refuseBadHandshakes(io: Server): void {
+  io.on("connection", (socket) => {
+    // socket.io keeps the decoder private; without it a second CONNECT closes the connection.
+    const decoder = (socket.client as unknown as { decoder?: unknown }).decoder;
+    if (decoder instanceof GuardedDecoder) decoder.bind(socket);
+  });
   io.use((socket, next) => {
     const reason = (socket.handshake.auth as { [REFUSED_AUTH]?: string })[REFUSED_AUTH];
     if (reason === undefined) return next();
@@ -343,7 +364,7 @@ export function onFrameRefusal(
 ): void {
   (socket as unknown as EventEmitter).on(BAD_FRAME_EVENT, (...args: unknown[]) => {
     const refusal = args[0];
-    const last = args.length > 1 ? args[args.length - 1] : undefined;
+    const last = args[args.length - 1];
     let reason = `the event name ${BAD_FRAME_EVENT} is reserved`;
     if (refusal instanceof FrameRefusal) {
       reason = refusal.reason;
