@@ -168,6 +168,16 @@ export function runWorker(): void {
   (async () => {
     backend = await createBackend(config, owner, logger);
     backend.attach(io);
+    guard = new FloodGuard({
+      config,
+      shared: backend.sharedLimiter,
+      onDisconnect: (socket, why) =>
+        log.warn("disconnected a flooding client (E_RATE_LIMITED)", {
+          fd: socket.id,
+          userId: socket.data.user?.userId,
+          why,
+        }),
+    });
     chat = new ChatServer({
       io,
       presence: backend.presence,
@@ -181,16 +191,7 @@ export function runWorker(): void {
       maxImageBytes: config.maxImageBytes,
       presenceLimit: config.presenceLimit,
       listPageSize: config.listPageSize,
-      guard: (guard = new FloodGuard({
-        config,
-        shared: backend.sharedLimiter,
-        onDisconnect: (socket, why) =>
-          log.warn("disconnected a flooding client (E_RATE_LIMITED)", {
-            fd: socket.id,
-            userId: socket.data.user?.userId,
-            why,
-          }),
-      })),
+      guard,
     });
     // After the ChatServer's own middleware: the user is known, nothing else refuses after it.
     admission.limitUsers(io);
