@@ -284,6 +284,20 @@ describe("frames no client should send", { timeout: 120_000 }, () => {
     await s.post("42junk");
     const counted = await s.until(isBadFrame, "the next refusal", 5000, next);
     assert.match(envelopeOf(counted)?.data.content.error?.message ?? "", /and 180 earlier/);
+    // 127,000 valid packets fit in one 1.4 MB POST: 256 are taken, the rest refused undecoded.
+    const flood = s.packets.length;
+    assert.equal((await s.post(Array(127_000).fill('42["info"]'))).status, 200);
+    const last = ++probeId;
+    await s.post(`42${last}["info"]`);
+    await s.until((p) => p.startsWith(`43${last}[`), "info after 127,000 packets", 10_000, flood);
+    const infos = s.packets.slice(flood).filter((p) => envelopeOf(p)?.action === 200);
+    assert.equal(infos.length, 256 + 1);
+    const refused = s.packets.slice(flood).filter(isBadFrame);
+    assert.ok(refused.length >= 1 && refused.length <= 20, `${refused.length} refusals answered`);
+    assert.match(
+      envelopeOf(refused[0])?.data.content.error?.message ?? "",
+      /more than 256 packets/,
+    );
     assert.deepEqual(await workerPids(), pidsAtStart);
   });
 
