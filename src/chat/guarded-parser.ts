@@ -84,28 +84,31 @@ class Refused extends Error {}
 function checkTree(data: unknown, limits: FrameLimits, attachments = 0): Slot[] {
   const slots: Slot[] = [];
   const stack: [unknown, number][] = [[data, 1]];
-  let nodes = 0;
+  // Counted when seen, before anything is walked or allocated for them.
+  let nodes = 1;
+  const tooMany = () => new Refused(`more than ${limits.maxNodes} values`);
   while (stack.length > 0) {
     const [value, depth] = stack.pop() as [unknown, number];
-    if (++nodes > limits.maxNodes) throw new Refused(`more than ${limits.maxNodes} values`);
     if (typeof value !== "object" || value === null) continue;
     if (depth > limits.maxDepth) throw new Refused(`nested deeper than ${limits.maxDepth}`);
-    const entries: [string | number, unknown][] = Array.isArray(value)
-      ? value.map((v, i) => [i, v])
-      : Object.entries(value);
-    if (nodes + entries.length > limits.maxNodes) {
-      throw new Refused(`more than ${limits.maxNodes} values`);
-    }
-    for (const [key, child] of entries) {
+    const visit = (key: string | number, child: unknown) => {
+      if (++nodes > limits.maxNodes) throw tooMany();
       const c = child as { _placeholder?: unknown; num?: unknown } | null;
       if (attachments > 0 && typeof c === "object" && c !== null && c._placeholder === true) {
-        if (!Number.isInteger(c.num) || (c.num as number) < 0 || (c.num as number) >= attachments)
+        const num = c.num;
+        if (typeof num !== "number" || !Number.isInteger(num) || num < 0 || num >= attachments)
           throw new Refused("a binary placeholder names no attachment");
-        slots.push({ parent: value as Slot["parent"], key, num: c.num as number });
-        nodes++;
-        continue;
+        slots.push({ parent: value as Slot["parent"], key, num });
+        return;
       }
       stack.push([child, depth + 1]);
+    };
+    if (Array.isArray(value)) {
+      if (nodes + value.length > limits.maxNodes) throw tooMany();
+      for (let i = 0; i < value.length; i++) visit(i, value[i]);
+    } else {
+      // JSON objects: own enumerable keys only.
+      for (const key in value) visit(key, (value as Record<string, unknown>)[key]);
     }
   }
   return slots;
