@@ -8,7 +8,7 @@ import { after, afterEach, before, describe, it } from "node:test";
 import type { Envelope, UserInfo } from "../src/chat/protocol.js";
 import { ChatClient, ClientPool, type Transport } from "./support/chat-client.js";
 import { seededRandom } from "./support/seeded-random.js";
-import { type ServiceHandle, startService, waitUntil } from "./support/service.js";
+import { SCRIPTED_RATES, type ServiceHandle, startService, waitUntil } from "./support/service.js";
 
 const WAIT_MS = 10_000;
 
@@ -46,7 +46,7 @@ function viewFromEvents(client: ChatClient): Map<string, string[]> {
 let service: ServiceHandle;
 
 before(async () => {
-  service = await startService();
+  service = await startService(SCRIPTED_RATES);
 });
 
 after(async () => {

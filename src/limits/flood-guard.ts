@@ -1,12 +1,15 @@
 import { type RateLimiterAbstract, RateLimiterMemory } from "rate-limiter-flexible";
 import type { Socket } from "socket.io";
 import { errorEnvelope } from "../chat/envelope.js";
+import { BAD_FRAME_EVENT } from "../chat/guarded-parser.js";
 import type { ErrorCode } from "../chat/protocol.js";
 import type { Config } from "../config/config.js";
 import { consume, type LimiterSpec, type SharedLimiterFactory, specOf } from "./limiter-spec.js";
 
 /** What an incoming event is, for the limits: each kind has its own. */
 type Kind = "message" | "state" | "query";
+
+type Classified = { kind: Kind | "free"; bytes: number };
 
 /** Seconds over which refusals are counted towards a disconnect. */
 const REFUSAL_WINDOW_S = 10;
@@ -106,6 +109,10 @@ export class FloodGuard {
       const [event, payload] = packet;
       const ack = packet[packet.length - 1];
       const { kind, bytes } = classify(event, payload);
+      if (kind === "free") {
+        next();
+        return;
+      }
       state.inFlight++;
       this.check(kind, socket.id, userId, bytes)
         .then((verdict) => {
@@ -187,7 +194,9 @@ export class FloodGuard {
   }
 }
 
-function classify(event: unknown, payload: unknown): { kind: Kind; bytes: number } {
+function classify(event: unknown, payload: unknown): Classified {
+  // Refused frames count as refusals (guard.refuse), not also as queries.
+  if (event === BAD_FRAME_EVENT) return { kind: "free", bytes: 0 };
   if (event !== "message") return { kind: "query", bytes: 0 };
   const p = payload as { type?: unknown; content?: { message?: unknown } } | null;
   if (typeof p === "object" && p !== null && p.type === "state") return { kind: "state", bytes: 0 };
