@@ -57,6 +57,15 @@ export interface EnvelopeContent {
   total?: number;
   /** A paged 201 (onlineList): the cursor of the next page, when there is one. */
   next?: number;
+  /**
+   * On the 100 that opens a replay: whether every message after the client's `since` is still
+   * held (false: some were dropped from history; the replay starts at `from`).
+   */
+  recovered?: boolean;
+  /** With `recovered`: the first seq (or pseq, for private messages) the replay holds. */
+  from?: number;
+  /** With `recovered`: "room" for room messages (seq), "private" for private ones (pseq). */
+  stream?: "room" | "private";
 }
 
 /** Every push from the server is a "message" event carrying one of these. */
@@ -73,6 +82,17 @@ export interface Envelope {
   ts?: number;
   /** Chat messages (300) only: true when the message was private. */
   private?: boolean;
+  /**
+   * Room messages (300, 101 to the whole room): the room's sequence number, from 1, one more per
+   * message, the same on every node. A gap means a missed message (reconnect with `since`).
+   */
+  seq?: number;
+  /** Private messages: the user's own sequence of private messages in the room (`sincePrivate`). */
+  pseq?: number;
+  /** Sent again from history on connect (`since`, or the room's last messages), not live. */
+  replay?: boolean;
+  /** The sender's client message id, when it sent one (retries with it are not delivered twice). */
+  cid?: string;
 }
 
 /**
@@ -90,6 +110,11 @@ export interface ClientMessage {
   to?: Recipient;
   /** Admins only: send a text as an admin notice (101) instead of a chat message (300). */
   notice?: boolean;
+  /**
+   * A client message id (1–64 characters): a resend with the same cid within 5 minutes is
+   * answered with the original envelope and delivered to nobody again.
+   */
+  cid?: string;
 }
 
 export type Ack = (reply: Envelope) => void;
@@ -133,6 +158,8 @@ export const ErrorCodes = [
   "E_ORIGIN_FORBIDDEN",
   /** A userId or username that is reserved or would impersonate (system, another fd). */
   "E_RESERVED_NAME",
+  /** The message could not be stored (Redis unreachable): not delivered to anyone; retry. */
+  "E_UNAVAILABLE",
 ] as const;
 export type ErrorCode = (typeof ErrorCodes)[number];
 

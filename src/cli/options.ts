@@ -41,6 +41,9 @@ const DESCRIBE: { [K in keyof Config]: string } = {
   maxRefusals: "refusals within 10 s before a connection is dropped (0 = never)",
   maxBufferedBytes: "bytes queued for one slow connection before it is dropped (0 = no limit)",
   listPageSize: "most users in one onlineList reply (bigger rooms are paged)",
+  historySize: "messages kept per room for replay",
+  historyTtl: "seconds an idle room's history is kept",
+  historyOnJoin: "last messages a new connection without since receives (0 = none)",
   daemon: "run in the background",
 };
 

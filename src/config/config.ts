@@ -98,6 +98,12 @@ export interface Config {
   maxBufferedBytes: number;
   /** Most users in one `onlineList` reply; bigger rooms are paged (`{ cursor }`). @default 1000 */
   listPageSize: number;
+  /** Messages kept per room (and per user's private messages in a room) for replay. @default 100 */
+  historySize: number;
+  /** Seconds an idle room's history is kept. @default 86400 */
+  historyTtl: number;
+  /** Last messages of the room a new connection without `since` receives (0 = none). @default 20 */
+  historyOnJoin: number;
   /** Detach and run in the background. @default false */
   daemon: boolean;
 }
@@ -160,6 +166,9 @@ export const DEFAULTS: Config = {
   maxRefusals: 50,
   maxBufferedBytes: 8_000_000,
   listPageSize: 1000,
+  historySize: 100,
+  historyTtl: 86_400,
+  historyOnJoin: 20,
   daemon: false,
 };
 
@@ -229,6 +238,9 @@ export const RULES: { [K in keyof Config]: Rule } = {
   maxRefusals: { kind: "int", min: 0, max: 1_000_000 },
   maxBufferedBytes: { kind: "int", min: 0, max: 10_000_000_000 },
   listPageSize: { kind: "int", min: 1, max: 1_000_000 },
+  historySize: { kind: "int", min: 1, max: 100_000 },
+  historyTtl: { kind: "int", min: 1, max: 31_536_000 },
+  historyOnJoin: { kind: "int", min: 0, max: 100_000 },
   daemon: { kind: "bool" },
 };
 
