@@ -75,8 +75,12 @@ export class RawClient {
     });
   }
 
-  /** Emits an event with an ack; resolves with the ack's raw JSON array text and the time (µs) it took. */
-  request(event: string, timeoutMs = 10_000): Promise<{ payload: string; us: number }> {
+  /** Emits an event (with `arg` if given) with an ack; resolves with the ack's raw JSON array text and the time (µs) it took. */
+  request(
+    event: string,
+    timeoutMs = 10_000,
+    arg?: unknown,
+  ): Promise<{ payload: string; us: number }> {
     const id = this.nextAck++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -88,7 +92,7 @@ export class RawClient {
         clearTimeout(timer);
         resolve({ payload, us: at - sent });
       });
-      this.ws.send(`42${id}${JSON.stringify([event])}`);
+      this.ws.send(`42${id}${JSON.stringify(arg === undefined ? [event] : [event, arg])}`);
     });
   }
 

@@ -155,7 +155,9 @@ export class Deployment {
 
   /**
    * Refusals the guards made, by code, over every node of a weigot-ws deployment: the admission
-   * refusals the primaries count (`weigot-ws status --json`) plus the codes in the services' logs.
+   * refusals the primaries and workers count (`weigot-ws status --json`: `refusals`,
+   * `sessionRefusals`, each worker's `refusals`, whichever this build has) plus the codes in the
+   * services' logs.
    * Empty for the baseline.
    */
   async refusals(): Promise<Record<string, number>> {
@@ -168,7 +170,11 @@ export class Deployment {
       add(n.codes);
       const status = await cliStatus(this.pidFile(n.port));
       if (status === undefined) out.statusUnavailable = (out.statusUnavailable ?? 0) + 1;
-      else add(status.refusals ?? {});
+      else {
+        add(status.refusals ?? {});
+        add(status.sessionRefusals ?? {});
+        for (const w of status.workers ?? []) add(w.refusals ?? {});
+      }
     }
     return out;
   }
@@ -327,7 +333,14 @@ export class Deployment {
 }
 
 /** `weigot-ws status --json` of the node with this PID file (undefined if it does not answer). */
-function cliStatus(pidFile: string): Promise<{ refusals?: Record<string, number> } | undefined> {
+function cliStatus(pidFile: string): Promise<
+  | {
+      refusals?: Record<string, number>;
+      sessionRefusals?: Record<string, number>;
+      workers?: { refusals?: Record<string, number> }[];
+    }
+  | undefined
+> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [WEIGOT_CLI, "status", "--json", "--pid-file", pidFile], {
       cwd: repoRoot,

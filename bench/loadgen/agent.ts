@@ -195,7 +195,8 @@ async function connect(cmd: ConnectCommand): Promise<void> {
         const done = () => {
           noteCode(body);
           const code = CODE_RE.exec(body)?.[1];
-          fail(conn, `HTTP ${res.statusCode}${code ? ` ${code}` : ""}`);
+          const why = /"message":"([^"]{0,60})/.exec(body)?.[1];
+          fail(conn, `HTTP ${res.statusCode}${code ? ` ${code}` : ""}${why ? ` ${why}` : ""}`);
           req.destroy();
         };
         res.on("end", done);
