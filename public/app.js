@@ -56,6 +56,12 @@ const state = {
   total: 0,
   /** userId → UserInfo: the room's online list (201, then 202/203). */
   users: new Map(),
+  /**
+   * The presence version the list is at: null from a connection's 200 until its 201 (202/203
+   * before it are ignored), then the 201's, then each applied 202/203's. An event whose version
+   * is not greater is already in the list.
+   */
+  listVersion: null,
   /** UserInfo of the private-message recipient, or null for the room. */
   target: null,
   /** ids of rendered chat messages, so a message seen twice (push and ack) shows once. */
@@ -348,6 +354,19 @@ function addNotice(kind, text, envelope) {
 // ---------------------------------------------------------------------------------------------
 // Protocol
 
+/**
+ * Whether a 202/203 changes our list: none before our 201, none the 201 (or an event applied
+ * since) already reflects. Moves the list's version on when it does.
+ */
+function isNewPresence(content) {
+  if (state.listVersion === null) return false;
+  if (typeof content.version === "number") {
+    if (content.version <= state.listVersion) return false;
+    state.listVersion = content.version;
+  }
+  return true;
+}
+
 function onEnvelope(envelope) {
   if (!envelope || typeof envelope !== "object" || !envelope.data) return;
   const content = envelope.data.content || {};
@@ -355,6 +374,8 @@ function onEnvelope(envelope) {
   switch (envelope.action) {
     case Action.UserInfo:
       if (content.userInfo) {
+        // A (re)connection starts here: presence events count again from its 201.
+        state.listVersion = null;
         state.me = content.userInfo;
         state.room = content.userInfo.room || state.room;
         el.roomName.textContent = `#${state.room}`;
@@ -366,6 +387,7 @@ function onEnvelope(envelope) {
       // Sent on every (re)connect: it replaces the list, never adds to it.
       state.users = new Map();
       for (const user of content.userList || []) state.users.set(user.userId, user);
+      state.listVersion = typeof content.version === "number" ? content.version : 0;
       // A room above the service's presence limit: the list is cut and no 202/203 follow.
       state.total = typeof content.total === "number" ? content.total : 0;
       if (state.target && !state.users.has(state.target.userId)) state.target = null;
@@ -375,7 +397,7 @@ function onEnvelope(envelope) {
     }
     case Action.Online: {
       const user = content.userInfo;
-      if (!user) break;
+      if (!user || !isNewPresence(content)) break;
       const known = state.users.has(user.userId);
       state.users.set(user.userId, user);
       renderUsers();
@@ -384,7 +406,7 @@ function onEnvelope(envelope) {
     }
     case Action.Offline: {
       const user = content.userInfo;
-      if (!user) break;
+      if (!user || !isNewPresence(content)) break;
       const known = state.users.delete(user.userId);
       stopTyping(user.userId);
       if (state.target?.userId === user.userId) {
@@ -490,6 +512,7 @@ function showJoinForm() {
 function resetRoomState() {
   state.me = null;
   state.users = new Map();
+  state.listVersion = null;
   state.target = null;
   state.seenIds.clear();
   state.lastTypingSent = 0;

@@ -8,7 +8,11 @@ import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { createClient } from "redis";
 import type { UserInfo } from "../src/chat/protocol.js";
 import { MemoryPresenceStore } from "../src/presence/memory-presence-store.js";
-import type { PresenceConnection, PresenceStore } from "../src/presence/presence-store.js";
+import type {
+  PresenceConnection,
+  PresenceEvent,
+  PresenceStore,
+} from "../src/presence/presence-store.js";
 import {
   RedisPresenceStore,
   type RedisPresenceStoreOptions,
@@ -21,6 +25,11 @@ import { seededRandom } from "./support/seeded-random.js";
  * on the same data, as a second node would have one (the memory store returns the same instance).
  */
 type MakeStore = (shareWith?: PresenceStore) => Promise<PresenceStore>;
+/** Starts receiving a store's events (as every worker does); resolves with a stop function. */
+type Subscribe = (
+  store: PresenceStore,
+  listener: (event: PresenceEvent) => void,
+) => Promise<() => Promise<void>>;
 
 const ROOM = "lobby";
 
@@ -72,9 +81,19 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 
   }
 }
 
-export function presenceSuite(name: string, makeStore: MakeStore): void {
+export function presenceSuite(name: string, makeStore: MakeStore, subscribe: Subscribe): void {
   describe(`PresenceStore: ${name}`, () => {
     const open: PresenceStore[] = [];
+    const stops: (() => Promise<void>)[] = [];
+    /** Collects the store's events from now on. */
+    const record = async (s: PresenceStore) => {
+      const events: PresenceEvent[] = [];
+      stops.push(await subscribe(s, (e) => events.push(e)));
+      return events;
+    };
+    /** Waits until `n` events were received (the Redis store's come asynchronously). */
+    const received = (events: PresenceEvent[], n: number) =>
+      until(`${n} presence events`, async () => (events.length >= n ? events : undefined));
     let store: PresenceStore;
     const make: MakeStore = async (shareWith) => {
       const s = await makeStore(shareWith);
@@ -86,7 +105,106 @@ export function presenceSuite(name: string, makeStore: MakeStore): void {
       store = await make();
     });
     afterEach(async () => {
+      await Promise.all(stops.splice(0).map((stop) => stop()));
       await Promise.all(open.splice(0).map((s) => s.close()));
+    });
+
+    it("announces each change with the room's version, one more per change", async () => {
+      const events = await record(store);
+      const [a1, a2, b1] = [conn("a1", "u1"), conn("a2", "u1"), conn("b1", "u2")];
+      for (const c of [a1, a2, b1]) await store.join(c);
+      await store.leave("a1");
+      await store.leave("a2");
+      await received(events, 3);
+      assert.deepEqual(
+        events.map((e) => [e.action, e.user.userId, e.count]),
+        [
+          [202, "u1", 1],
+          [202, "u2", 2],
+          [203, "u1", 1],
+        ],
+      );
+      const v = events[0].version;
+      assert.ok(Number.isSafeInteger(v) && v > 0, `version ${v}`);
+      assert.deepEqual(
+        events.map((e) => e.version),
+        [v, v + 1, v + 2],
+      );
+      assert.deepEqual(await store.snapshot(ROOM), {
+        userList: [info(b1)],
+        total: 1,
+        version: v + 2,
+      });
+    });
+
+    it("snapshot() cuts the list to `limit` but counts every user; an empty room has none", async () => {
+      const cs = [conn("a1", "u1"), conn("b1", "u2"), conn("c1", "u3")];
+      for (const c of cs) await store.join(c);
+      const all = await store.snapshot(ROOM);
+      assert.deepEqual(all.userList, cs.map(info));
+      assert.equal(all.total, 3);
+      const cut = await store.snapshot(ROOM, 2);
+      assert.deepEqual(cut, { userList: cs.slice(0, 2).map(info), total: 3, version: all.version });
+      assert.deepEqual((await store.snapshot(ROOM, 0)).userList, []);
+      assert.equal((await store.snapshot(ROOM, 0)).total, 3);
+      assert.deepEqual(await store.snapshot("empty room"), { userList: [], total: 0, version: 0 });
+    });
+
+    it("keeps versions per room; a room that empties and fills again starts above them", async () => {
+      const events = await record(store);
+      await store.join(conn("x1", "u1", { room: "r1" }));
+      await store.join(conn("y1", "u2", { room: "r2" }));
+      await store.join(conn("y2", "u3", { room: "r2" }));
+      await store.leave("x1");
+      await store.join(conn("x2", "u1", { room: "r1" }));
+      await received(events, 5);
+      const r1 = events.filter((e) => e.user.room === "r1").map((e) => e.version);
+      const r2 = events.filter((e) => e.user.room === "r2").map((e) => e.version);
+      assert.equal(r2[1], r2[0] + 1, "r2 counts its own changes only");
+      assert.equal(r1[1], r1[0] + 1);
+      assert.ok(r1[2] > r1[1], `refilled r1 starts above its old versions: ${r1}`);
+      assert.equal((await store.snapshot("r1")).version, r1[2]);
+    });
+
+    it("a snapshot plus the events after its version is the truth, under concurrent churn on two nodes", async (t) => {
+      const seed = Date.now();
+      t.diagnostic(`seed ${seed}`);
+      const rand = seededRandom(seed);
+      const other = await make(store);
+      const events = await record(store);
+      const nodes = [store, other];
+      const live = new Set<string>();
+      const snapshots: Promise<Awaited<ReturnType<PresenceStore["snapshot"]>>>[] = [];
+      const ops: Promise<unknown>[] = [];
+      for (let i = 0; i < 400; i++) {
+        const node = nodes[Math.floor(rand() * 2)];
+        const fd = `f${Math.floor(rand() * 60)}`;
+        if (live.has(fd)) {
+          live.delete(fd);
+          ops.push(node.leave(fd));
+        } else {
+          live.add(fd);
+          // 20 users with up to 3 tabs each.
+          ops.push(node.join(conn(fd, `u${Number(fd.slice(1)) % 20}`)));
+        }
+        if (i % 10 === 0) snapshots.push(nodes[Math.floor(rand() * 2)].snapshot(ROOM));
+      }
+      await Promise.all(ops);
+      const truth = (await store.list(ROOM)).map((u) => u.userId).sort();
+      const final = await store.snapshot(ROOM);
+      const announced = events.length;
+      await until("every event", async () =>
+        events.length >= announced && events.at(-1)?.version === final.version ? true : undefined,
+      );
+      for (const snap of await Promise.all(snapshots)) {
+        const view = new Set(snap.userList.map((u) => u.userId));
+        for (const e of events) {
+          if (e.version <= snap.version) continue;
+          if (e.action === 202) view.add(e.user.userId);
+          else view.delete(e.user.userId);
+        }
+        assert.deepEqual([...view].sort(), truth, `from the snapshot at version ${snap.version}`);
+      }
     });
 
     it("join is first once per user and room; leave is last once", async () => {
@@ -324,6 +442,24 @@ export function presenceSuite(name: string, makeStore: MakeStore): void {
   });
 }
 
+/** Receives a Redis store's events as a worker does: a subscription to its channel. */
+async function subscribeEvents(
+  url: string,
+  prefix: string,
+  listener: (event: PresenceEvent) => void,
+  raw?: (message: string) => void,
+): Promise<() => Promise<void>> {
+  const sub = createClient({ url });
+  sub.on("error", () => {});
+  await sub.connect();
+  await sub.subscribe(`${prefix}:presence:events`, (message) => {
+    raw?.(message);
+    const event = JSON.parse(message) as PresenceEvent | { relist: 1 };
+    if (!("relist" in event)) listener(event);
+  });
+  return () => sub.close();
+}
+
 let redis: RedisServer;
 before(async () => {
   redis = await startRedisServer();
@@ -332,18 +468,42 @@ after(async () => {
   await redis?.stop();
 });
 
-presenceSuite("MemoryPresenceStore", async (shareWith) => shareWith ?? new MemoryPresenceStore());
+{
+  const listeners = new WeakMap<PresenceStore, Set<(event: PresenceEvent) => void>>();
+  presenceSuite(
+    "MemoryPresenceStore",
+    async (shareWith) => {
+      if (shareWith) return shareWith;
+      const mine = new Set<(event: PresenceEvent) => void>();
+      const store = new MemoryPresenceStore((event) => {
+        for (const l of mine) l(event);
+      });
+      listeners.set(store, mine);
+      return store;
+    },
+    async (store, listener) => {
+      listeners.get(store)?.add(listener);
+      return async () => {
+        listeners.get(store)?.delete(listener);
+      };
+    },
+  );
+}
 
 // Every Redis store gets its own client (a node of its own); each test its own key prefix.
 {
   let tests = 0;
   const prefixes = new WeakMap<PresenceStore, string>();
-  presenceSuite("RedisPresenceStore", async (shareWith) => {
-    const prefix = (shareWith && prefixes.get(shareWith)) ?? `suite-${++tests}`;
-    const store = new RedisPresenceStore({ client: redis.url, prefix, nodeId: "test" });
-    prefixes.set(store, prefix);
-    return store;
-  });
+  presenceSuite(
+    "RedisPresenceStore",
+    async (shareWith) => {
+      const prefix = (shareWith && prefixes.get(shareWith)) ?? `suite-${++tests}`;
+      const store = new RedisPresenceStore({ client: redis.url, prefix, nodeId: "test" });
+      prefixes.set(store, prefix);
+      return store;
+    },
+    (store, listener) => subscribeEvents(redis.url, `${prefixes.get(store)}`, listener),
+  );
 }
 
 describe("RedisPresenceStore", () => {
@@ -470,6 +630,93 @@ describe("RedisPresenceStore", () => {
     assert.deepEqual(await restored(), expected);
     assert.ok(resyncs > before);
     assert.deepEqual(await store.stats(), { connections: 2, users: 2 });
+  });
+
+  it("resync after Redis lost its data puts users back silently and asks for fresh lists", async () => {
+    const store = makeStore();
+    const admin = await makeClient();
+    const owner = "n1/8";
+    const conns = [conn("a1", "u1", { owner }), conn("b1", "u2", { owner })];
+    await store.resync(owner, []);
+    for (const c of conns) await store.join(c);
+    const before = (await store.snapshot(ROOM)).version;
+    const events: PresenceEvent[] = [];
+    const raw: string[] = [];
+    const stop = await subscribeEvents(
+      redis.url,
+      prefix,
+      (e) => events.push(e),
+      (m) => raw.push(m),
+    );
+    try {
+      await admin.flushAll();
+      await store.resync(owner, conns);
+      await until("the relist notice", async () => (raw.length > 0 ? true : undefined));
+      assert.deepEqual(raw, ['{"relist":1}'], "no 202 for users who never left");
+      const after = await store.snapshot(ROOM);
+      assert.deepEqual(after.userList, conns.map(info));
+      assert.ok(after.version > before, "the version still moves on past the lost one");
+      // The next real change is announced as usual, above the rebuilt list's version.
+      await store.join(conn("c1", "u3", { owner }));
+      await until("the 202", async () => (events.length > 0 ? true : undefined));
+      assert.equal(events[0].version, after.version + 1);
+    } finally {
+      await stop();
+    }
+  });
+
+  it("resync of an owner reaped while alive announces the users it puts back", async () => {
+    const store = makeStore();
+    const owner = "n1/9";
+    const a1 = conn("a1", "u1", { owner });
+    await store.resync(owner, []);
+    await store.join(a1);
+    const events: PresenceEvent[] = [];
+    const stop = await subscribeEvents(redis.url, prefix, (e) => events.push(e));
+    try {
+      await store.removeOwner(owner);
+      await store.resync(owner, [a1]);
+      await until("203 then 202", async () => (events.length >= 2 ? true : undefined));
+      assert.deepEqual(
+        events.map((e) => [e.action, e.user.userId]),
+        [
+          [203, "u1"],
+          [202, "u1"],
+        ],
+      );
+      // The room emptied in between: it starts again above its old versions.
+      assert.ok(events[1].version > events[0].version);
+    } finally {
+      await stop();
+    }
+  });
+
+  it("announceGone() sends a lost leave's 203 with a version, only if the user is offline", async () => {
+    const store = makeStore();
+    const events: PresenceEvent[] = [];
+    const stop = await subscribeEvents(redis.url, prefix, (e) => events.push(e));
+    try {
+      const a1 = conn("a1", "u1");
+      await store.join(a1);
+      assert.equal(await store.announceGone(info(conn("a0", "u1"))), false, "u1 is online");
+      await store.join(conn("b1", "u2"));
+      await store.leave("b1");
+      assert.equal(await store.announceGone(info(conn("b0", "u2"))), true);
+      await until("3 events", async () => (events.length >= 3 ? true : undefined));
+      assert.deepEqual(
+        events.map((e) => [e.action, e.user.userId, e.version - events[0].version]),
+        [
+          [202, "u1", 0],
+          [202, "u2", 1],
+          [203, "u2", 2],
+        ],
+      );
+      await until("the lost leave's 203", async () => (events.length >= 4 ? true : undefined));
+      assert.deepEqual([events[3].action, events[3].user.fd], [203, "b0"]);
+      assert.equal(events[3].version, events[2].version + 1);
+    } finally {
+      await stop();
+    }
   });
 
   it("removeNode() removes every owner of the node, and only those", async () => {

@@ -5,6 +5,7 @@ import type {
   JoinResult,
   LeaveResult,
   PresenceConnection,
+  PresenceSnapshot,
   PresenceStore,
 } from "./presence-store.js";
 
@@ -56,6 +57,9 @@ export class IpcPresenceStore implements PresenceStore {
   count(room: string): Promise<number> {
     return this.call("count", [room]);
   }
+  snapshot(room: string, limit?: number): Promise<PresenceSnapshot> {
+    return this.call("snapshot", [room, limit]);
+  }
   find(room: string, userIdOrFd: string): Promise<UserInfo | undefined> {
     return this.call("find", [room, userIdOrFd]);
   }
@@ -72,7 +76,16 @@ export class IpcPresenceStore implements PresenceStore {
   }
 }
 
-const METHODS = new Set(["join", "leave", "list", "count", "find", "removeOwner", "stats"]);
+const METHODS = new Set([
+  "join",
+  "leave",
+  "list",
+  "count",
+  "snapshot",
+  "find",
+  "removeOwner",
+  "stats",
+]);
 
 /** Primary side: answers a worker's presence calls from the node's store. */
 export function servePresence(

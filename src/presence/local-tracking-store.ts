@@ -5,6 +5,7 @@ import {
   type JoinResult,
   type LeaveResult,
   type PresenceConnection,
+  type PresenceSnapshot,
   type PresenceStore,
   toUserInfo,
 } from "./presence-store.js";
@@ -47,6 +48,9 @@ export class LocalTrackingStore implements PresenceStore {
   }
   count(room: string): Promise<number> {
     return failFast(this.inner.count(room));
+  }
+  snapshot(room: string, limit?: number): Promise<PresenceSnapshot> {
+    return failFast(this.inner.snapshot(room, limit));
   }
   find(room: string, userIdOrFd: string): Promise<UserInfo | undefined> {
     return failFast(this.inner.find(room, userIdOrFd));

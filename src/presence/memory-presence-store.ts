@@ -4,6 +4,7 @@ import {
   type LeaveResult,
   type PresenceConnection,
   type PresenceEvent,
+  type PresenceSnapshot,
   type PresenceStore,
   toUserInfo,
 } from "./presence-store.js";
@@ -17,6 +18,10 @@ export class MemoryPresenceStore implements PresenceStore {
   /** room → userId → the user's fds, in join order. Maps keep insertion order: oldest first. */
   private readonly rooms = new Map<string, Map<string, Set<string>>>();
   private readonly owners = new Map<string, Set<string>>();
+  /** room → its presence version; kept while the room has users (bounded by live rooms). */
+  private readonly versions = new Map<string, number>();
+  /** The highest version ever given: a room that fills again starts above it. */
+  private clock = 0;
 
   /** @param onEvent receives every 202/203 change, synchronously, in order. */
   constructor(private readonly onEvent: (event: PresenceEvent) => void = () => {}) {}
@@ -36,7 +41,10 @@ export class MemoryPresenceStore implements PresenceStore {
       users.set(conn.userId, fds);
     }
     fds.add(conn.fd);
-    if (first) this.onEvent({ action: Action.Online, user: toUserInfo(conn), count: users.size });
+    if (first) {
+      const version = this.bump(conn.room);
+      this.onEvent({ action: Action.Online, user: toUserInfo(conn), count: users.size, version });
+    }
     let owned = this.owners.get(conn.owner);
     if (!owned) {
       owned = new Set();
@@ -60,16 +68,32 @@ export class MemoryPresenceStore implements PresenceStore {
     const fds = users?.get(conn.userId);
     fds?.delete(fd);
     const last = !fds || fds.size === 0;
+    const user = toUserInfo(conn);
     if (last) {
       users?.delete(conn.userId);
-      if (users?.size === 0) this.rooms.delete(conn.room);
+      const version = this.bump(conn.room);
+      if (users?.size === 0) {
+        this.rooms.delete(conn.room);
+        this.versions.delete(conn.room);
+      }
+      this.onEvent({ action: Action.Offline, user, count: users?.size ?? 0, version });
     }
-    const user = toUserInfo(conn);
-    if (last) this.onEvent({ action: Action.Offline, user, count: users?.size ?? 0 });
     return { user, last };
   }
 
-  async list(room: string, limit = Number.POSITIVE_INFINITY, offset = 0): Promise<UserInfo[]> {
+  private bump(room: string): number {
+    const version = (this.versions.get(room) ?? this.clock) + 1;
+    this.versions.set(room, version);
+    if (version > this.clock) this.clock = version;
+    return version;
+  }
+
+  async list(room: string, limit?: number, offset?: number): Promise<UserInfo[]> {
+    return this.listNow(room, limit, offset);
+  }
+
+  /** Synchronous, so that snapshot() reads list and version in one step. */
+  private listNow(room: string, limit = Number.POSITIVE_INFINITY, offset = 0): UserInfo[] {
     const users = this.rooms.get(room);
     if (!users) return [];
     const list: UserInfo[] = [];
@@ -85,6 +109,19 @@ export class MemoryPresenceStore implements PresenceStore {
       if (conn) list.push(toUserInfo(conn));
     }
     return list;
+  }
+
+  async snapshot(room: string, limit?: number): Promise<PresenceSnapshot> {
+    return {
+      userList: this.listNow(room, limit),
+      total: this.rooms.get(room)?.size ?? 0,
+      version: this.versions.get(room) ?? 0,
+    };
+  }
+
+  /** Every live connection, oldest first (what a restarting primary hands to its successor). */
+  connections(): PresenceConnection[] {
+    return [...this.conns.values()].map((c) => ({ ...c }));
   }
 
   async count(room: string): Promise<number> {
@@ -128,5 +165,6 @@ export class MemoryPresenceStore implements PresenceStore {
     this.conns.clear();
     this.rooms.clear();
     this.owners.clear();
+    this.versions.clear();
   }
 }

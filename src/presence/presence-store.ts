@@ -17,6 +17,22 @@ export interface PresenceEvent {
   user: UserInfo;
   /** Users in the room after the change. */
   count: number;
+  /**
+   * The room's presence version after the change: it grows by one per announced change of the
+   * room, and a room that empties and fills again starts above every version it had before.
+   * A {@link PresenceSnapshot} of version V reflects exactly the events of version <= V.
+   */
+  version: number;
+}
+
+/** A room's users and its presence version, read atomically (see {@link PresenceStore.snapshot}). */
+export interface PresenceSnapshot {
+  /** The room's users, as list() gives them, at most `limit` of them. */
+  userList: UserInfo[];
+  /** How many users the room has. */
+  total: number;
+  /** The version of the last change announced before this read (0: none known). */
+  version: number;
 }
 
 export interface JoinResult {
@@ -52,6 +68,11 @@ export interface PresenceStore {
   list(room: string, limit?: number, offset?: number): Promise<UserInfo[]>;
   /** How many users the room has. */
   count(room: string): Promise<number>;
+  /**
+   * The room's users (at most `limit`, oldest first), their number and the room's presence
+   * version, in one atomic read: the list reflects exactly the events up to that version.
+   */
+  snapshot(room: string, limit?: number): Promise<PresenceSnapshot>;
   /** Finds a user of the room by userId or by the fd of any of their connections. */
   find(room: string, userIdOrFd: string): Promise<UserInfo | undefined>;
   /**

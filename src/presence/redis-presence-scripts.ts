@@ -12,11 +12,18 @@
  *   B:user:<#room>:<room>:<userId> ZSET   fd → seq, the user's connections in the room, oldest first
  *   B:rooms                        SET    rooms with at least one user (for stats)
  *   B:seq                          STRING counter giving every connection its join order
+ *   B:ver:<room>                   STRING the room's presence version (while the room has users)
+ *   B:epoch                        STRING set by the first resync: its absence means Redis lost its data
  *   B:events                       CHANNEL presence events, published by the scripts themselves
  *
  * Events: a user's first connection in a room publishes `{"action":202,"count":<users in the
- * room now>,"user":<info>}`, their last
- * one leaving `{"action":203,…}`. Published inside the script, they reach every subscriber in the
+ * room now>,"version":<the room's version>,"user":<info>}`, their last one leaving
+ * `{"action":203,…}`. Every announced change increments the room's version; a room created (again)
+ * starts at Redis's clock in microseconds, above any version it had before (no room changes more
+ * than once a microsecond), also after Redis lost its data. Versions are handled as strings in Lua
+ * (its numbers print with 14 digits) and as exact integers in JSON (below 2^53 until year 2255).
+ * `{"relist":1}` says Redis had lost its data and was rebuilt silently: every worker pushes fresh
+ * 201s. Published inside the script, they reach every subscriber in the
  * order the changes happened: a 203 and the 202 of the same user's next tab, made on two nodes at
  * nearly the same time, can never be seen the wrong way round (announcing from each node after its
  * script returned could).
@@ -41,9 +48,28 @@ local function show_key(room) return B .. ':show:' .. room end
 local function list_key(room) return B .. ':list:' .. room end
 -- room and userId are free text: the room's length keeps ("a:b", "c") apart from ("a", "b:c").
 local function user_key(room, user) return B .. ':user:' .. #room .. ':' .. room .. ':' .. user end
+local function ver_key(room) return B .. ':ver:' .. room end
+-- The room's next version, as a string.
+local function next_version(room)
+  local k = ver_key(room)
+  if redis.call('EXISTS', k) == 0 then
+    local t = redis.call('TIME')
+    redis.call('SET', k, t[1] .. string.format('%06d', tonumber(t[2])))
+  end
+  redis.call('INCR', k)
+  return redis.call('GET', k)
+end
+-- An emptied room forgets its version (the next one starts above it, from the clock).
+local function forget_if_empty(room)
+  if redis.call('EXISTS', show_key(room)) == 0 then
+    redis.call('SREM', ROOMS, room)
+    redis.call('DEL', ver_key(room))
+  end
+end
 local function publish(action, info, room)
+  local version = next_version(room)
   local count = redis.call('ZCARD', list_key(room))
-  redis.call('PUBLISH', B .. ':events', '{"action":' .. action .. ',"count":' .. count .. ',"user":' .. info .. '}')
+  redis.call('PUBLISH', B .. ':events', '{"action":' .. action .. ',"count":' .. count .. ',"version":' .. version .. ',"user":' .. info .. '}')
 end
 
 -- Points the user's list entry at their oldest connection, or drops it when they have none.
@@ -66,7 +92,8 @@ local function refresh_entry(room, user, seq)
 end
 
 -- Records a connection (the fd must be unknown). Returns 1 when it is the user's first in the room.
-local function add(fd, owner, room, user, info)
+-- silent: a user put back after Redis lost its data changes the version but is not announced.
+local function add(fd, owner, room, user, info, silent)
   local seq = redis.call('INCR', B .. ':seq')
   redis.call('HSET', conn_key(fd), 'owner', owner, 'room', room, 'user', user, 'info', info)
   redis.call('SADD', owner_key(owner), fd)
@@ -76,9 +103,7 @@ local function add(fd, owner, room, user, info)
   refresh_entry(room, user, seq)
   if not first then return 0 end
   redis.call('SADD', ROOMS, room)
-  -- Also when RESYNC puts back a user Redis had lost: whoever joined meanwhile got a list without
-  -- them. Clients that already show them online see a repeated 202, which changes nothing.
-  publish(202, info, room)
+  if silent then next_version(room) else publish(202, info, room) end
   return 1
 end
 
@@ -92,8 +117,10 @@ local function remove(fd)
   redis.call('ZREM', user_key(room, user), fd)
   refresh_entry(room, user)
   local last = redis.call('EXISTS', user_key(room, user)) == 0
-  if last and redis.call('EXISTS', show_key(room)) == 0 then redis.call('SREM', ROOMS, room) end
-  if last then publish(203, c[4], room) end
+  if last then
+    publish(203, c[4], room)
+    forget_if_empty(room)
+  end
   return c[4], last
 end
 
@@ -130,6 +157,25 @@ export const LEAVE = script(`
 local info, last = remove(ARGV[2])
 if not info then return false end
 return { info, last and 1 or 0 }
+`);
+
+/** ARGV: B, room, stop index ("-1": all) → [version ("0": none), users, infos]. */
+export const SNAPSHOT = script(`
+local room = ARGV[2]
+local version = redis.call('GET', ver_key(room)) or '0'
+return { version, redis.call('ZCARD', list_key(room)), redis.call('ZRANGE', list_key(room), 0, ARGV[3]) }
+`);
+
+/**
+ * ARGV: B, room, userId, info → 1 when the user is not online in the room and a 203 was published
+ * for them (a leave Redis lost or refused), else 0.
+ */
+export const ANNOUNCE_GONE = script(`
+local room, user = ARGV[2], ARGV[3]
+if redis.call('HEXISTS', show_key(room), user) == 1 then return 0 end
+publish(203, ARGV[4], room)
+forget_if_empty(room)
+return 1
 `);
 
 /** ARGV: B, room, userId or fd → info of the user's oldest connection, or nil. userId wins. */
@@ -189,10 +235,14 @@ return intact and 1 or 0
 /**
  * ARGV: B, owner, ttlMs, then (fd, room, userId, info) per connection, oldest first. Makes the
  * owner's entries exactly these: drops the others, adds the missing ones (in the given order),
- * keeps the present ones (and their place in lists).
+ * keeps the present ones (and their place in lists). Users it puts back are announced (202) when
+ * Redis kept its data (this owner had been reaped: clients were told 203); when Redis lost it
+ * (no B:epoch), they are put back silently and `{"relist":1}` is published once: every client
+ * then gets a fresh 201 instead of a 202 per user (who, for clients, never left).
  */
 export const RESYNC = script(`
 local owner = ARGV[2]
+local lost = redis.call('SET', B .. ':epoch', '1', 'NX') ~= false
 local wanted = {}
 for i = 4, #ARGV, 4 do wanted[ARGV[i]] = true end
 for _, fd in ipairs(redis.call('SMEMBERS', owner_key(owner))) do
@@ -206,11 +256,12 @@ for i = 4, #ARGV, 4 do
     refresh_entry(room, user)
   else
     if c[1] then remove(fd) end
-    add(fd, owner, room, user, info)
+    add(fd, owner, room, user, info, lost)
   end
 end
 redis.call('SET', alive_key(owner), '1', 'PX', ARGV[3])
 redis.call('SADD', OWNERS, owner)
+if lost then redis.call('PUBLISH', B .. ':events', '{"relist":1}') end
 return 1
 `);
 

@@ -5,6 +5,7 @@ import {
   type JoinResult,
   type LeaveResult,
   type PresenceConnection,
+  type PresenceSnapshot,
   type PresenceStore,
   toUserInfo,
 } from "./presence-store.js";
@@ -117,6 +118,34 @@ export class RedisPresenceStore implements PresenceStore {
     return JSON.parse(`[${infos.join(",")}]`) as UserInfo[];
   }
 
+  async snapshot(room: string, limit?: number): Promise<PresenceSnapshot> {
+    const stop = limit === undefined ? "-1" : String(Math.max(0, limit) - 1);
+    if (limit !== undefined && limit <= 0) {
+      // ZRANGE 0 -1 would be everything: read the version and count with an empty page instead.
+      const { total, version } = await this.snapshot(room, 1);
+      return { userList: [], total, version };
+    }
+    const [version, total, infos] = (await this.eval(scripts.SNAPSHOT, [room, stop])) as [
+      string,
+      number,
+      string[],
+    ];
+    return {
+      userList: JSON.parse(`[${infos.join(",")}]`) as UserInfo[],
+      total,
+      version: Number(version),
+    };
+  }
+
+  /**
+   * Announces (203) a user whose leave Redis lost or refused, if they are not online in the room
+   * now: through the event stream, with a version, like every other change. Resolves true if sent.
+   */
+  async announceGone(user: UserInfo): Promise<boolean> {
+    const args = [user.room, user.userId, JSON.stringify(user)];
+    return (await this.eval(scripts.ANNOUNCE_GONE, args)) === 1;
+  }
+
   async count(room: string): Promise<number> {
     return (await this.send(["ZCARD", `${this.base}:list:${room}`])) as number;
   }
@@ -139,6 +168,12 @@ export class RedisPresenceStore implements PresenceStore {
    */
   async removeNode(nodeId: string = this.nodeId): Promise<UserInfo[]> {
     return this.evalUsers(scripts.REMOVE_NODE, [nodeId]);
+  }
+
+  /** The owners of a node that Redis holds (live or not). @param nodeId @default this.nodeId */
+  async owners(nodeId: string = this.nodeId): Promise<string[]> {
+    const all = (await this.send(["SMEMBERS", `${this.base}:owners`])) as string[];
+    return all.filter((owner) => owner.startsWith(`${nodeId}/`));
   }
 
   /**
