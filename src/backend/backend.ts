@@ -1,5 +1,5 @@
 import type { Server } from "socket.io";
-import type { UserInfo } from "../chat/protocol.js";
+import type { Delivery, HistoryStore } from "../history/history-store.js";
 import type { SharedLimiterFactory } from "../limits/limiter-spec.js";
 import type { PresenceEvent, PresenceStore } from "../presence/presence-store.js";
 
@@ -9,8 +9,6 @@ import type { PresenceEvent, PresenceStore } from "../presence/presence-store.js
  */
 /** What a backend may ask of the chat application (ChatServer implements it). */
 export interface PresenceSink {
-  /** Tells rooms about users who went offline where the store could not tell them itself. */
-  announceOffline(users: UserInfo[]): void;
   /** Pushes every local client a fresh 201: presence events may have been lost in an outage. */
   refreshLists(): Promise<void>;
 }
@@ -23,6 +21,10 @@ export interface Backend {
   start(chat: PresenceSink): Promise<void>;
   /** Receives every presence change (202/203) of the whole service, in the order it happened. */
   onPresence(listener: (event: PresenceEvent) => void): void;
+  /** Every chat message: numbered, kept for replay, delivered to every worker in order. */
+  readonly history: HistoryStore;
+  /** Receives every stored message of the whole service, in the store's order. */
+  onDelivery(listener: (delivery: Delivery) => void): void;
   /** Rate limiters whose counts every worker (and, in Redis mode, every node) shares. */
   readonly sharedLimiter: SharedLimiterFactory;
   /** Called with false when the shared backend is lost and true when it is back. */

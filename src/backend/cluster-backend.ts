@@ -3,6 +3,8 @@ import { RateLimiterCluster } from "rate-limiter-flexible";
 import type { Server } from "socket.io";
 import type { PrimaryToWorker } from "../cluster/ipc-messages.js";
 import { isOurs } from "../cluster/ipc-messages.js";
+import type { Delivery } from "../history/history-store.js";
+import { IpcHistoryStore } from "../history/ipc-history-store.js";
 import type { LimiterSpec } from "../limits/limiter-spec.js";
 import { IpcPresenceStore } from "../presence/ipc-presence-store.js";
 import type { PresenceEvent } from "../presence/presence-store.js";
@@ -11,6 +13,7 @@ import type { Backend } from "./backend.js";
 /** One machine, no Redis: rooms over the cluster adapter, presence in the primary. */
 export class ClusterBackend implements Backend {
   readonly presence = new IpcPresenceStore();
+  readonly history = new IpcHistoryStore();
 
   /** Counted in the primary (RateLimiterClusterMaster), over the IPC channel. */
   readonly sharedLimiter = (spec: LimiterSpec) =>
@@ -29,11 +32,19 @@ export class ClusterBackend implements Backend {
     });
   }
 
+  onDelivery(listener: (delivery: Delivery) => void): void {
+    // The primary's store sends every stored message to every worker, in order, over IPC.
+    process.on("message", (msg: unknown) => {
+      if (isOurs<PrimaryToWorker>(msg) && msg.type === "wws:chat-delivery") listener(msg.delivery);
+    });
+  }
+
   onHealth(): void {
     // The IPC channel to the primary is this backend: when it goes, the worker exits.
   }
 
   async close(): Promise<void> {
     await this.presence.close();
+    await this.history.close();
   }
 }

@@ -2,19 +2,22 @@ import { createAdapter } from "@socket.io/redis-adapter";
 import { RateLimiterMemory, RateLimiterRedis, RLWrapperTimeouts } from "rate-limiter-flexible";
 import { createClient } from "redis";
 import type { Server } from "socket.io";
-import type { UserInfo } from "../chat/protocol.js";
 import type { Config } from "../config/config.js";
+import type { Delivery } from "../history/history-store.js";
+import { parseDelivery, RedisHistoryStore } from "../history/redis-history-store.js";
 import type { LimiterSpec } from "../limits/limiter-spec.js";
 import type { Logger } from "../log/logger.js";
 import { LocalTrackingStore } from "../presence/local-tracking-store.js";
 import type { Heartbeat } from "../presence/owner-heartbeat.js";
 import type { PresenceEvent } from "../presence/presence-store.js";
+import { RECONNECT_GRACE_MS } from "../presence/reconnect-grace.js";
 import { RedisPresenceStore } from "../presence/redis-presence-store.js";
 import { type Backend, CLEAN_NODE_ENV, type PresenceSink } from "./backend.js";
 
-function newClient(url: string) {
+function newClient(url: string, disableOfflineQueue = false) {
   return createClient({
     url,
+    disableOfflineQueue,
     // Reconnect forever, backing off to 2 s; Redis coming back is the normal end of an outage.
     socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) },
   });
@@ -37,17 +40,22 @@ export const ownerTtlMs = (nodeTimeout: number) => nodeTimeout * 1000 - reapInte
  */
 export class RedisBackend implements Backend {
   readonly presence: LocalTrackingStore;
+  readonly history: RedisHistoryStore;
   private heartbeat?: Heartbeat;
   private reaper?: NodeJS.Timeout;
   private healthListeners: ((up: boolean) => void)[] = [];
   private up = true;
   private closing?: Promise<void>;
+  private chat?: PresenceSink;
+  private refreshTimer?: NodeJS.Timeout;
 
   private constructor(
     private readonly config: Config,
     private readonly pub: RedisClient,
     private readonly sub: RedisClient,
     private readonly cmd: RedisClient,
+    /** History's own client: no offline queue, so an append fails while Redis is away. */
+    private readonly hist: RedisClient,
     private readonly owner: string,
     private readonly log: Logger,
   ) {
@@ -59,6 +67,12 @@ export class RedisBackend implements Backend {
         ownerTtlSeconds: ownerTtlMs(config.nodeTimeout) / 1000,
       }),
     );
+    this.history = new RedisHistoryStore({
+      client: hist,
+      prefix: config.redisPrefix,
+      size: config.historySize,
+      ttlSeconds: config.historyTtl,
+    });
   }
 
   static async connect(config: Config, owner: string, logger: Logger): Promise<RedisBackend> {
@@ -66,16 +80,18 @@ export class RedisBackend implements Backend {
     const pub = newClient(config.redisUrl);
     const sub = newClient(config.redisUrl);
     const cmd = newClient(config.redisUrl);
-    const backend = new RedisBackend(config, pub, sub, cmd, owner, log);
+    const hist = newClient(config.redisUrl, true);
+    const backend = new RedisBackend(config, pub, sub, cmd, hist, owner, log);
     for (const [name, client] of [
       ["pub", pub],
       ["sub", sub],
       ["cmd", cmd],
+      ["hist", hist],
     ] as const) {
       client.on("error", (err: Error) => backend.setUp(false, `${name}: ${err.message}`));
       client.on("ready", () => backend.checkUp());
     }
-    await Promise.all([pub.connect(), sub.connect(), cmd.connect()]);
+    await Promise.all([pub.connect(), sub.connect(), cmd.connect(), hist.connect()]);
     return backend;
   }
 
@@ -89,7 +105,9 @@ export class RedisBackend implements Backend {
   }
 
   private checkUp(): void {
-    if (this.pub.isReady && this.sub.isReady && this.cmd.isReady) this.setUp(true, "");
+    if (this.pub.isReady && this.sub.isReady && this.cmd.isReady && this.hist.isReady) {
+      this.setUp(true, "");
+    }
   }
 
   /**
@@ -118,25 +136,34 @@ export class RedisBackend implements Backend {
   }
 
   async start(chat: PresenceSink): Promise<void> {
-    const announce = (users: UserInfo[]) => chat.announceOffline(users);
+    this.chat = chat;
     // Events published while this process's subscription was down are lost: once every process
     // has had a heartbeat to rebuild its entries, clients get a fresh list.
     this.onHealth((up) => {
-      if (!up) return;
-      const timer = setTimeout(
-        () => {
-          if (this.up) chat.refreshLists().catch(() => {});
-        },
-        ownerTtlMs(this.config.nodeTimeout) / 3 + 500,
-      );
-      timer.unref();
+      if (up) this.scheduleRefresh();
     });
     const store = this.presence.inner;
     if (process.env[CLEAN_NODE_ENV] === "1") {
-      // This node restarted with the same id: what its previous run left is stale.
-      const stale = await store.removeNode(this.config.nodeId);
-      if (stale.length)
-        this.log.info("removed stale entries of a previous run", { users: stale.length });
+      // This node restarted with the same id: what its previous run left is stale, but its users'
+      // clients are reconnecting. Removed after the grace: those back by then see no 203/202.
+      const stale = (await store.owners(this.config.nodeId)).filter((o) => o !== this.owner);
+      if (stale.length > 0) {
+        const timer = setTimeout(() => {
+          for (const owner of stale) {
+            store
+              .removeOwner(owner)
+              .then(
+                (users) =>
+                  users.length > 0 &&
+                  this.log.info("removed stale entries of a previous run", { users: users.length }),
+              )
+              .catch(() => {
+                // Redis is down: the TTL reaper removes them once it is back.
+              });
+          }
+        }, RECONNECT_GRACE_MS);
+        timer.unref();
+      }
     }
     this.heartbeat = store.startHeartbeat(this.owner, {
       connections: () => [...this.presence.local.values()],
@@ -153,7 +180,7 @@ export class RedisBackend implements Backend {
       store.reapExpired().catch(() => {
         // Redis is down: the heartbeat reports it; the next round retries.
       });
-      if (this.up) void this.announceLostLeaves(announce, every);
+      if (this.up) void this.announceLostLeaves(every);
     }, every);
     this.reaper.unref();
   }
@@ -161,30 +188,39 @@ export class RedisBackend implements Backend {
   /**
    * Users whose leave Redis lost (it came back empty) or refused (it was down) were never
    * announced. Once every process has had a heartbeat to rewrite its entries since (older than
-   * one round), those no longer online in their room are.
+   * one round), those no longer online in their room are, by the store (a 203 with a version).
    */
-  private async announceLostLeaves(
-    announce: (users: UserInfo[]) => void,
-    minAgeMs: number,
-  ): Promise<void> {
+  private async announceLostLeaves(minAgeMs: number): Promise<void> {
     const { lostLeaves } = this.presence;
     const cutoff = Date.now() - minAgeMs;
     const ripe = lostLeaves.filter((l) => l.at <= cutoff);
     if (ripe.length === 0) return;
     lostLeaves.splice(0, ripe.length);
-    const offline: UserInfo[] = [];
     const seen = new Set<string>();
     for (const { user } of ripe) {
       const key = `${user.room}\n${user.userId}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      const still = await this.presence.inner.find(user.room, user.userId).catch(() => {
+      await this.presence.inner.announceGone(user).catch(() => {
         lostLeaves.push({ user, at: Date.now() });
-        return user;
       });
-      if (!still) offline.push(user);
     }
-    announce(offline);
+  }
+
+  /**
+   * Pushes every local client a fresh 201 once every process has had a heartbeat to rebuild its
+   * entries (after an outage of this process's subscription, or Redis losing its data).
+   */
+  private scheduleRefresh(): void {
+    if (this.refreshTimer) return;
+    this.refreshTimer = setTimeout(
+      () => {
+        this.refreshTimer = undefined;
+        if (this.up) this.chat?.refreshLists().catch(() => {});
+      },
+      ownerTtlMs(this.config.nodeTimeout) / 3 + 500,
+    );
+    this.refreshTimer.unref();
   }
 
   onPresence(listener: (event: PresenceEvent) => void): void {
@@ -192,7 +228,9 @@ export class RedisBackend implements Backend {
     void this.sub
       .subscribe(`${this.config.redisPrefix}:presence:events`, (message: string) => {
         try {
-          listener(JSON.parse(message) as PresenceEvent);
+          const event = JSON.parse(message) as PresenceEvent | { relist: 1 };
+          if ("relist" in event) this.scheduleRefresh();
+          else listener(event);
         } catch (err) {
           this.log.error("bad presence event", { err: String(err) });
         }
@@ -202,6 +240,17 @@ export class RedisBackend implements Backend {
       );
   }
 
+  onDelivery(listener: (delivery: Delivery) => void): void {
+    // Published by the append script: every node receives the messages in the store's order.
+    void this.sub
+      .subscribe(this.history.channel, (message: string) => {
+        const delivery = parseDelivery(message);
+        if (delivery) listener(delivery);
+        else this.log.error("bad history delivery", { message: message.slice(0, 200) });
+      })
+      .catch((err: unknown) => this.log.error("history subscription failed", { err: String(err) }));
+  }
+
   onHealth(listener: (up: boolean) => void): void {
     this.healthListeners.push(listener);
   }
@@ -209,10 +258,11 @@ export class RedisBackend implements Backend {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.reaper);
+      clearTimeout(this.refreshTimer);
       this.heartbeat?.stop();
       await this.presence.close();
       await Promise.allSettled(
-        [this.pub, this.sub, this.cmd].map((c) =>
+        [this.pub, this.sub, this.cmd, this.hist].map((c) =>
           c.isReady ? c.close() : Promise.resolve(c.destroy()),
         ),
       );

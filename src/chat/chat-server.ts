@@ -1,23 +1,18 @@
 import { randomBytes } from "node:crypto";
-import type { Server, Socket } from "socket.io";
 import type { Authenticator } from "../auth/authenticate.js";
+import type { Delivery, HistoryStore } from "../history/history-store.js";
 import type { FloodGuard } from "../limits/flood-guard.js";
 import type { Logger } from "../log/logger.js";
 import type { PresenceEvent, PresenceStore } from "../presence/presence-store.js";
 import { ChatError } from "./chat-error.js";
+import type { ChatIo, ChatSocket } from "./chat-io.js";
 import { envelope, errorEnvelope } from "./envelope.js";
 import { BAD_FRAME_EVENT, onFrameRefusal } from "./guarded-parser.js";
 import { MessageIds } from "./message-ids.js";
-import type {
-  Ack,
-  ClientToServerEvents,
-  Envelope,
-  InterServerEvents,
-  ServerToClientEvents,
-  SocketData,
-  UserInfo,
-} from "./protocol.js";
+import { PresenceViews } from "./presence-views.js";
+import type { Ack, Envelope, UserInfo } from "./protocol.js";
 import { Action } from "./protocol.js";
+import { type Resume, RoomFeed } from "./room-feed.js";
 import { roomKey, userKey } from "./rooms.js";
 import {
   type CheckedMessage,
@@ -26,18 +21,7 @@ import {
   validateMessage,
 } from "./validate-message.js";
 
-export type ChatIo = Server<
-  ClientToServerEvents,
-  ServerToClientEvents,
-  InterServerEvents,
-  SocketData
->;
-export type ChatSocket = Socket<
-  ClientToServerEvents,
-  ServerToClientEvents,
-  InterServerEvents,
-  SocketData
->;
+export type { ChatIo, ChatSocket };
 
 export interface ChatServerOptions extends MessageLimits {
   /** Rooms above this many users: no 202/203, connect-time 201 cut (0 = no limit). */
@@ -47,6 +31,12 @@ export interface ChatServerOptions extends MessageLimits {
   auth: Authenticator;
   /** Most users in one onlineList reply; bigger rooms are paged. */
   listPageSize: number;
+  /** Every chat message goes through it: numbered, kept, delivered in order. */
+  history: HistoryStore;
+  /** Messages kept per room: the most a `since` replay holds. */
+  historySize: number;
+  /** Last messages replayed to a new connection without `since` (0 = none). */
+  historyOnJoin: number;
   /** Rate limits on what each connection sends (none in unit setups). */
   guard?: FloodGuard;
   /** Names this process in the presence store: `<nodeId>/<pid>`. */
@@ -54,24 +44,37 @@ export interface ChatServerOptions extends MessageLimits {
   logger: Logger;
 }
 
+/** How long a drain waits for the moved clients' transports to close. */
+const DRAIN_FLUSH_MS = 3000;
+
 const KNOWN_EVENTS = new Set(["message", "info", "onlineList"]);
 
 /** The chat application: handshake, presence announcements and the client events. */
 export class ChatServer {
   private readonly ids: MessageIds;
+  private readonly feed: RoomFeed;
   private readonly log: Logger;
   private draining = false;
-  /** How long a server-side close keeps its user online (see drain). */
-  private leaveGraceMs = 0;
+  /** Whether server-side closes leave their users to the primary's reaping (see drain). */
+  private handOver = false;
   private readonly pendingLeaves = new Set<Promise<void>>();
   private readonly settingUp = new Set<Promise<void>>();
   /** Sockets whose handshake (200, 201) is complete. */
   private readonly setUp = new WeakSet<ChatSocket>();
   private drainNotice = "";
+  /** Each local client's presence view: what it was told, what is held until its 201. */
+  private readonly views = new PresenceViews();
 
   constructor(private readonly opts: ChatServerOptions) {
     // A random tag per process: unique across nodes without coordination.
     this.ids = new MessageIds(randomBytes(5).toString("hex"));
+    this.feed = new RoomFeed({
+      io: opts.io,
+      history: opts.history,
+      historyOnJoin: opts.historyOnJoin,
+      replayLimit: opts.historySize,
+      logger: opts.logger,
+    });
     this.log = opts.logger.child({ component: "chat" });
     const { io } = opts;
     io.use((socket, next) => {
@@ -108,65 +111,98 @@ export class ChatServer {
     });
   }
 
-  /** Delivers a presence change to this worker's clients of the room (each worker gets each one). */
-  deliverPresence({ action, user, count }: PresenceEvent): void {
+  /**
+   * Delivers a presence change to this worker's clients of the room (each worker gets each one):
+   * held back for a client whose 201 is being built, dropped for a client whose 201 (or an
+   * earlier event) already reflects it (version), never sent to the user's own connections.
+   */
+  deliverPresence(event: PresenceEvent): void {
+    const { action, user, count, version } = event;
     // In a room this big every join would cost a message to everyone: clients ask onlineList.
     const limit = this.opts.presenceLimit;
     if (limit > 0 && (action === Action.Online ? count : count + 1) > limit) return;
-    const message = `${user.username} ${action === Action.Online ? "joined" : "left"}`;
-    this.opts.io.local
-      .to(roomKey(user.room))
-      .except(userKey(user.room, user.userId))
-      .emit("message", envelope(action, "state", { userInfo: user, message }));
-  }
-
-  /** Pushes a fresh 201 to this worker's clients, one list per room. */
-  async refreshLists(): Promise<void> {
     const { io } = this.opts;
-    const rooms = [...io.of("/").adapter.rooms.keys()].filter((r) => r.startsWith(roomKey("")));
-    for (const key of rooms) {
-      const content = await this.listContent(key.slice(roomKey("").length));
-      io.local.to(key).emit("message", envelope(Action.UserList, "state", content));
+    const ids = io.of("/").adapter.rooms.get(roomKey(user.room));
+    if (!ids) return;
+    const message = `${user.username} ${action === Action.Online ? "joined" : "left"}`;
+    const out = envelope(action, "state", { userInfo: user, message, version });
+    for (const id of ids) {
+      const verdict = this.views.offer(id, event);
+      const socket = io.of("/").sockets.get(id);
+      if (!socket) continue;
+      if (verdict === "deliver" && socket.data.user.userId !== user.userId) {
+        socket.emit("message", out);
+      } else if (verdict === "overflow") {
+        // Its 201 took too long in a busy room: it reconnects and gets a fresh one.
+        socket.conn.close();
+      }
     }
   }
 
   /**
-   * A pushed 201's content: the room's users, cut to --presence-limit with `total` in a big room.
-   * Both calls are sent before this returns its promise (the stores run calls in order).
+   * Pushes a fresh 201 to this worker's clients, one list per room (after a Redis outage: events
+   * may have been lost). Each client's events are held while its list is read, as on connect.
    */
-  private async listContent(room: string): Promise<Envelope["data"]["content"]> {
-    const { presence, presenceLimit: limit } = this.opts;
-    const [userList, total] = await Promise.all([
-      presence.list(room, limit > 0 ? limit : undefined),
-      limit > 0 ? presence.count(room) : undefined,
-    ]);
-    return total !== undefined && total > userList.length ? { userList, total } : { userList };
+  async refreshLists(): Promise<void> {
+    const { io } = this.opts;
+    const rooms = [...io.of("/").adapter.rooms.entries()].filter(([r]) =>
+      r.startsWith(roomKey("")),
+    );
+    for (const [key, members] of rooms) {
+      // Clients still waiting for their connect-time 201 get that one.
+      const ids = [...members].filter((id) => this.views.isLive(id) && this.views.hold(id));
+      if (ids.length === 0) continue;
+      let content: Envelope["data"]["content"] | undefined;
+      try {
+        content = await this.listContent(key.slice(roomKey("").length));
+      } finally {
+        for (const id of ids) {
+          const socket = io.of("/").sockets.get(id);
+          if (socket && content) this.sendList(socket, content);
+          else this.views.release(id);
+        }
+      }
+    }
   }
 
   /**
-   * Announces, through the adapter, users the store could not announce itself (their leave was
-   * lost in a Redis outage).
+   * A 201's content: the room's users, cut to --presence-limit with `total` in a big room, and
+   * the room's presence version (read with the list, atomically).
    */
-  announceOffline(users: UserInfo[]): void {
-    for (const user of users) {
-      this.opts.io
-        .to(roomKey(user.room))
-        .emit(
-          "message",
-          envelope(Action.Offline, "state", { userInfo: user, message: `${user.username} left` }),
-        );
+  private async listContent(room: string): Promise<Envelope["data"]["content"]> {
+    const { presence, presenceLimit: limit } = this.opts;
+    const { userList, total, version } = await presence.snapshot(
+      room,
+      limit > 0 ? limit : undefined,
+    );
+    return total > userList.length ? { userList, total, version } : { userList, version };
+  }
+
+  /**
+   * Sends a 201 (its version in content.version), then the events held back meanwhile that it
+   * does not reflect. From then on the client gets every change after that version, in order.
+   */
+  private sendList(socket: ChatSocket, content: Envelope["data"]["content"]): void {
+    socket.emit("message", envelope(Action.UserList, "state", content));
+    const self = socket.data.user.userId;
+    for (const event of this.views.release(socket.id, content.version)) {
+      if (event.user.userId === self) continue;
+      const { action, user, version } = event;
+      const message = `${user.username} ${action === Action.Online ? "joined" : "left"}`;
+      socket.emit("message", envelope(action, "state", { userInfo: user, message, version }));
     }
   }
 
   /**
    * Sends every client a notice, then closes their transports so they reconnect elsewhere
-   * (socket.io-client does not reconnect after "io server disconnect"). Their users stay online
-   * for `graceMs`, so that clients moving to another worker or node do not flap offline and
-   * online. Resolves when every connection's presence has been settled.
+   * (socket.io-client does not reconnect after "io server disconnect"). With `graceMs` > 0 their
+   * users are handed over, not removed: the primary reaps this process's entries after the grace
+   * (Redis mode: they expire), so that clients moving to another worker or node do not flap
+   * offline and online. Resolves when every connection's presence has been settled.
    */
   async drain(notice: string, graceMs: number): Promise<void> {
     this.draining = true;
-    this.leaveGraceMs = graceMs;
+    this.handOver = graceMs > 0;
     this.drainNotice = notice;
     for (const socket of this.opts.io.of("/").sockets.values()) {
       // A client whose handshake is half done would lose its 201: onConnection closes it after.
@@ -175,6 +211,13 @@ export class ChatServer {
     await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.settingUp.size > 0 || this.pendingLeaves.size > 0) {
       await Promise.allSettled([...this.settingUp, ...this.pendingLeaves]);
+    }
+    // A polling client gets its notice with its next request, and its transport closes after it:
+    // let them go before the server closes (nothing else waits here now that leaves are handed
+    // over), but not for ever.
+    const deadline = Date.now() + DRAIN_FLUSH_MS;
+    while (this.opts.io.of("/").sockets.size > 0 && Date.now() < deadline) {
+      await new Promise<void>((resolve) => setTimeout(resolve, 20));
     }
   }
 
@@ -190,34 +233,42 @@ export class ChatServer {
     const { presence } = this.opts;
     socket.emit("message", envelope(Action.UserInfo, "state", { userInfo: user }));
     socket.join([roomKey(user.room), userKey(user.room, user.userId)]);
+    // Live messages wait until this client's replay is done (in the same tick as the join).
+    this.feed.hold(socket);
     socket.on("disconnect", (reason) => this.onDisconnect(socket, reason));
     // Before any other middleware: nothing a client sends escapes the limits.
     this.opts.guard?.attach(socket, user.userId);
     this.bindEvents(socket);
-    // 202 for the others comes from the store's event stream (see deliverPresence).
+    // 202 for the others comes from the store's event stream (see deliverPresence). This
+    // client's events are held from now until its 201 is sent, then filtered by its version.
+    this.views.hold(socket.id);
     // Sent together: both stores run calls in order, so the list already holds this join, and the
     // handshake costs one round trip instead of two.
     const [, content] = await Promise.all([
       presence.join({ ...user, owner: this.opts.owner }),
       this.listContent(user.room),
     ]);
-    socket.emit("message", envelope(Action.UserList, "state", content));
+    this.sendList(socket, content);
+    await this.feed.replay(socket, resumeOf(socket.handshake.auth));
     this.setUp.add(socket);
     if (this.draining) this.moveAway(socket);
   }
 
   private onDisconnect(socket: ChatSocket, reason: string): void {
+    this.views.forget(socket.id);
     const user = socket.data.user;
     if (!user) return;
     const serverSide = this.draining || reason === "server shutting down";
-    const graceMs = serverSide ? this.leaveGraceMs : 0;
+    // Handed over: the entry stays until the primary reaps this process's owner after the grace
+    // (or, in Redis mode, its liveness expires), so a client back by then causes no 203/202.
+    if (serverSide && this.handOver) return;
     // 203, when it was the user's last connection, comes from the store's event stream.
-    const leave = async () => {
-      await this.opts.presence.leave(socket.id);
-    };
-    const run = (graceMs > 0 ? delay(graceMs).then(leave) : leave()).catch((err: unknown) => {
-      this.log.error("presence leave failed", { fd: socket.id, err: String(err) });
-    });
+    const run = this.opts.presence.leave(socket.id).then(
+      () => {},
+      (err: unknown) => {
+        this.log.error("presence leave failed", { fd: socket.id, err: String(err) });
+      },
+    );
     this.pendingLeaves.add(run);
     run.finally(() => this.pendingLeaves.delete(run));
   }
@@ -356,15 +407,40 @@ export class ChatServer {
     const out = envelope(msg.notice ? Action.Admin : Action.Message, msg.type, content, now);
     out.id = this.ids.next(now);
     out.ts = now;
-    if (target) {
-      out.private = true;
-      const keys = [userKey(room, target.userId)];
-      if (senderKey) keys.push(senderKey);
-      io.to(keys).emit("message", out);
-    } else {
-      io.to(roomKey(room)).emit("message", out);
+    if (target) out.private = true;
+    if (msg.cid !== undefined) out.cid = msg.cid;
+    // Delivered by the store's stream (see deliverMessage), in the store's order, once stored:
+    // the ack promises it reaches every member and every client reconnecting with `since`.
+    try {
+      const stored = await this.opts.history.append({
+        room,
+        envelope: out,
+        // The recipient first, the sender last (its copy is the ack); a backend has no inbox.
+        inboxes: target
+          ? senderKey
+            ? [target.userId, sender.userId]
+            : [target.userId]
+          : undefined,
+        dedupe: msg.cid === undefined ? undefined : { userId: sender.userId, cid: msg.cid },
+      });
+      return stored.envelope;
+    } catch (err) {
+      this.log.warn("message not stored", { room, err: String(err) });
+      throw new ChatError(
+        "E_UNAVAILABLE",
+        "the message could not be stored (history unreachable) and was delivered to nobody; retry",
+      );
     }
-    return out;
+  }
+
+  /** A stored message from the store's stream, for this worker's clients. */
+  deliverMessage(delivery: Delivery): void {
+    this.feed.deliver(delivery);
+  }
+
+  /** After the store's stream was down: local rooms fetch the messages they missed. */
+  catchUpMessages(): Promise<void> {
+    return this.feed.catchUp();
   }
 
   private reply(socket: ChatSocket, ack: unknown, err: unknown): void {
@@ -425,6 +501,14 @@ async function findRecipient(
   return found;
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+/** Where a reconnecting client resumes (`auth.since`, `auth.sincePrivate`), checked at handshake. */
+function resumeOf(auth: unknown): Resume {
+  const a = (typeof auth === "object" && auth !== null ? auth : {}) as Record<string, unknown>;
+  return { since: sequence(a.since), sincePrivate: sequence(a.sincePrivate) };
+}
+
+/** A seq a client gives: undefined when absent; bad values were refused at handshake. */
+function sequence(value: unknown): number | undefined {
+  const n = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+  return typeof n === "number" && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }

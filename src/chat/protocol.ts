@@ -58,6 +58,11 @@ export interface EnvelopeContent {
   /** A paged 201 (onlineList): the cursor of the next page, when there is one. */
   next?: number;
   /**
+   * On 202/203 and on pushed 201s: the room's presence version. A 201 reflects every change up to
+   * its version; apply a later 202/203 only if its version is greater than your list's.
+   */
+  version?: number;
+  /**
    * On the 100 that opens a replay: whether every message after the client's `since` is still
    * held (false: some were dropped from history; the replay starts at `from`).
    */

@@ -82,7 +82,10 @@ export function validateMessage(payload: unknown, limits: MessageLimits): Checke
       "message must be an object { type, content: { message } }",
     );
   }
-  const { type, content, to, notice } = payload;
+  const { type, content, to, notice, cid } = payload;
+  if (cid !== undefined && (typeof cid !== "string" || cid.length < 1 || cid.length > 64)) {
+    throw new ChatError("E_BAD_PAYLOAD", "cid must be a string of 1-64 characters");
+  }
   if (typeof type !== "string" || !MessageTypes.includes(type as MessageType)) {
     throw new ChatError("E_BAD_TYPE", `type must be one of ${MessageTypes.join(", ")}`);
   }
@@ -122,6 +125,7 @@ export function validateMessage(payload: unknown, limits: MessageLimits): Checke
       break;
   }
   const checked: CheckedMessage = { type: type as MessageType, content: { message } };
+  if (cid !== undefined) checked.cid = cid as string;
   if (recipient !== undefined) checked.to = recipient;
   if (notice === true) checked.notice = true;
   return checked;

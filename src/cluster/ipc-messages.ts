@@ -1,4 +1,5 @@
 import type { ErrorCode } from "../chat/protocol.js";
+import type { Delivery } from "../history/history-store.js";
 import type { Refusal } from "../http/refusal.js";
 import type { PresenceEvent } from "../presence/presence-store.js";
 
@@ -14,6 +15,9 @@ export type PrimaryToWorker =
   | { type: "wws:reap"; owner: string }
   | { type: "wws:presence-event"; event: PresenceEvent }
   | { type: "wws:stats-request"; id: number }
+  | { type: "wws:rpc-reply"; id: number; result?: unknown; error?: string }
+  /** A stored chat message, for this worker's clients (cluster mode; in store order). */
+  | { type: "wws:chat-delivery"; delivery: Delivery }
   /** The ledger's answer to wws:admit: a token to release later, or the refusal. */
   | { type: "wws:admit-reply"; id: number; token?: number; refusal?: Refusal };
 
@@ -33,6 +37,7 @@ export type WorkerToPrimary =
   | { type: "wws:presence-call"; id: number; method: string; args: unknown[] }
   | { type: "wws:stats-reply"; id: number; stats: WorkerStats }
   | { type: "wws:health"; backendUp: boolean }
+  | { type: "wws:rpc-call"; id: number; service: string; method: string; args: unknown[] }
   /** Reserve a slot in the node's connection ledger: a new session (by address) or a user. */
   | { type: "wws:admit"; id: number; kind: AdmitKind; key: string }
   | { type: "wws:admit-release"; token: number }

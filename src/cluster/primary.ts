@@ -14,14 +14,24 @@ import { RateLimiterClusterMaster } from "rate-limiter-flexible";
 import { CLEAN_NODE_ENV } from "../backend/backend.js";
 import { waitForRedis } from "../backend/wait-for-redis.js";
 import { type Config, parseRate } from "../config/config.js";
+import { HISTORY_METHODS, HISTORY_SERVICE } from "../history/ipc-history-store.js";
+import { MemoryHistoryStore } from "../history/memory-history-store.js";
 import { ClientAddresses } from "../http/client-address.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { servePresence } from "../presence/ipc-presence-store.js";
 import { MemoryPresenceStore } from "../presence/memory-presence-store.js";
+import {
+  handoverPath,
+  RESTORED_OWNER,
+  restoreHandover,
+  saveHandover,
+} from "../presence/presence-handover.js";
+import { RECONNECT_GRACE_MS } from "../presence/reconnect-grace.js";
 import { deferred, withTimeout } from "../util/deferred.js";
 import { ConnectionLedger } from "./connection-ledger.js";
 import type { PrimaryToWorker, WorkerStats, WorkerToPrimary } from "./ipc-messages.js";
 import { isOurs } from "./ipc-messages.js";
+import { serveRpc } from "./ipc-rpc.js";
 import { perAddressPending } from "./pending-connections.js";
 import { controlSocketPath, livePid, removePidFile, writePidFile } from "./pid-file.js";
 import { HEALTH_RESERVE, StickyBalancer } from "./sticky-balancer.js";
@@ -62,8 +72,6 @@ export interface Status {
 export class AlreadyRunningError extends Error {}
 
 const READY_TIMEOUT_MS = 30_000;
-/** How long users of a reloaded worker stay online while their clients reconnect elsewhere. */
-const RELOAD_GRACE_MS = 3000;
 
 /**
  * The primary process: owns the listening socket and routes connections to workers, keeps the
@@ -79,6 +87,8 @@ export class Primary {
     for (const slot of this.slots.values())
       this.send(slot.worker, { type: "wws:presence-event", event });
   });
+  /** Cluster mode's history: every stored message goes to every worker, in order. */
+  private readonly history: MemoryHistoryStore;
   private readonly server: net.Server;
   private readonly balancer: StickyBalancer;
   private readonly ledger: ConnectionLedger;
@@ -97,6 +107,14 @@ export class Primary {
   constructor(private readonly config: Config) {
     this.root = createLogger(config, { node: config.nodeId });
     this.log = this.root.child({ component: "primary" });
+    this.history = new MemoryHistoryStore(
+      { size: config.historySize, ttlSeconds: config.historyTtl },
+      (delivery) => {
+        for (const slot of this.slots.values()) {
+          this.send(slot.worker, { type: "wws:chat-delivery", delivery });
+        }
+      },
+    );
     this.health = createHttpServer((req, res) => this.onHealthRequest(req, res));
     this.ledger = new ConnectionLedger({
       maxConnections: config.maxConnections,
@@ -159,6 +177,14 @@ export class Primary {
       slots = Array.from({ length: this.config.workers - 1 }, () => this.fork());
     } else {
       setupClusterAdapter();
+      // A restart: the previous primary's users stay online while their clients reconnect.
+      const restored = await restoreHandover(handoverPath(this.config.pidFile), this.store);
+      if (restored > 0) {
+        this.log.info("kept the previous run's users online for the grace", {
+          connections: restored,
+        });
+        this.reapLater(RESTORED_OWNER);
+      }
       // Per-user rate limits: the workers' RateLimiterCluster counts here.
       new RateLimiterClusterMaster();
       slots = Array.from({ length: this.config.workers }, () => this.fork());
@@ -213,6 +239,13 @@ export class Primary {
         slot.markReady();
         this.flushReaps();
         break;
+      case "wws:rpc-call":
+        serveRpc(
+          { [HISTORY_SERVICE]: { target: this.history, methods: HISTORY_METHODS } },
+          msg,
+          (reply) => this.send(worker, reply),
+        );
+        break;
       case "wws:presence-call":
         servePresence(this.store, msg, (reply) => this.send(worker, reply));
         break;
@@ -255,8 +288,9 @@ export class Primary {
     if (!slot) return;
     this.slots.delete(worker.id);
     const planned = slot.state === "draining" || this.stopping !== undefined;
-    // Planned exits leave nothing behind; a killed worker never ran its disconnect handlers.
-    if (slot.owner && this.stopping === undefined) this.reap(slot.owner);
+    // A drained worker hands its users over (they stay online while their clients reconnect), a
+    // killed one never ran its disconnect handlers: either way its entries go after the grace.
+    if (slot.owner && this.stopping === undefined) this.reapLater(slot.owner);
     if (planned) return;
     const lived = Date.now() - slot.startedAt;
     this.crashes = lived > 30_000 ? 0 : this.crashes + 1;
@@ -282,6 +316,12 @@ export class Primary {
    * live worker does it (the primary has no Redis client); should that worker die too, the TTL
    * reaper still removes them within --node-timeout.
    */
+  private reapLater(owner: string): void {
+    setTimeout(() => {
+      if (this.stopping === undefined) this.reap(owner);
+    }, RECONNECT_GRACE_MS).unref();
+  }
+
   private reap(owner: string): void {
     if (this.config.adapter === "cluster") {
       void this.store.removeOwner(owner);
@@ -312,7 +352,7 @@ export class Primary {
           if (this.stopping) return;
           const fresh = this.fork();
           await withTimeout(fresh.ready, READY_TIMEOUT_MS, "worker start");
-          await this.drainSlot(slot, "server reloading, reconnecting", RELOAD_GRACE_MS);
+          await this.drainSlot(slot, "server reloading, reconnecting", RECONNECT_GRACE_MS);
         }
         this.log.info("reload complete", { workers: this.slots.size });
       } finally {
@@ -325,7 +365,8 @@ export class Primary {
   private async drainSlot(slot: Slot, notice: string, graceMs: number): Promise<void> {
     slot.state = "draining";
     this.send(slot.worker, { type: "wws:drain", notice, graceMs });
-    const limit = graceMs + this.config.shutdownTimeout * 1000;
+    // The worker hands its users over (the grace runs here, see reapLater): it exits at once.
+    const limit = this.config.shutdownTimeout * 1000;
     try {
       await withTimeout(slot.exited, limit, "worker drain");
     } catch {
@@ -346,16 +387,21 @@ export class Primary {
       }, this.config.shutdownTimeout * 1000);
       hardStop.unref();
       this.server.close();
-      // In Redis mode other nodes keep serving: give moving clients a grace period.
-      const graceMs =
-        this.config.adapter === "redis"
-          ? Math.min(RELOAD_GRACE_MS, this.config.shutdownTimeout * 500)
-          : 0;
+      // The workers hand their users over instead of removing them: in Redis mode other nodes
+      // reap them once their liveness expires (clients moving there do not flap), in cluster mode
+      // the next start on this pid file keeps them online for the grace (a restart does not flap).
       await Promise.allSettled(
         [...this.slots.values()].map((slot) =>
-          this.drainSlot(slot, "server shutting down", graceMs),
+          this.drainSlot(slot, "server shutting down", RECONNECT_GRACE_MS),
         ),
       );
+      if (this.config.adapter === "cluster") {
+        try {
+          saveHandover(handoverPath(this.config.pidFile), this.store);
+        } catch (err) {
+          this.log.warn("could not save presence for the next start", { err: String(err) });
+        }
+      }
       this.control?.close();
       this.health.close();
       rmSync(controlSocketPath(this.config.pidFile), { force: true });

@@ -47,6 +47,7 @@ export function runWorker(): void {
     apiKey: config.apiKey,
     chat: () => chat,
     presence: () => backend?.presence,
+    history: () => backend?.history,
     maxMessageLength: config.maxMessageLength,
     maxImageBytes: config.maxImageBytes,
   });
@@ -191,11 +192,19 @@ export function runWorker(): void {
       maxImageBytes: config.maxImageBytes,
       presenceLimit: config.presenceLimit,
       listPageSize: config.listPageSize,
+      history: backend.history,
+      historySize: config.historySize,
+      historyOnJoin: config.historyOnJoin,
       guard,
     });
     // After the ChatServer's own middleware: the user is known, nothing else refuses after it.
     admission.limitUsers(io);
     backend.onPresence(chat.deliverPresence.bind(chat));
+    backend.onDelivery(chat.deliverMessage.bind(chat));
+    // Messages published while the subscription was down never arrive: fetch them.
+    backend.onHealth((up) => {
+      if (up) void chat?.catchUpMessages();
+    });
     backend.onHealth((up) => send({ type: "wws:health", backendUp: up }));
     await backend.start(chat);
     ready = true;

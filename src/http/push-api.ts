@@ -5,6 +5,7 @@ import { ChatError } from "../chat/chat-error.js";
 import type { ChatServer } from "../chat/chat-server.js";
 import type { ErrorCode } from "../chat/protocol.js";
 import { validateMessage } from "../chat/validate-message.js";
+import type { HistoryStore } from "../history/history-store.js";
 import type { PresenceStore } from "../presence/presence-store.js";
 
 export interface PushApiOptions {
@@ -12,6 +13,7 @@ export interface PushApiOptions {
   apiKey: string;
   chat: () => ChatServer | undefined;
   presence: () => PresenceStore | undefined;
+  history: () => HistoryStore | undefined;
   maxMessageLength: number;
   maxImageBytes: number;
 }
@@ -31,6 +33,7 @@ const STATUS: Partial<Record<ApiErrorCode, number>> = {
   E_PAYLOAD_TOO_LARGE: 413,
   E_NO_RECIPIENT: 404,
   E_INTERNAL: 503,
+  E_UNAVAILABLE: 503,
 };
 
 class ApiError extends Error {
@@ -43,6 +46,7 @@ class ApiError extends Error {
 }
 
 const ROOM_USERS = /^\/api\/v1\/rooms\/([^/]+)\/users$/;
+const ROOM_MESSAGES = /^\/api\/v1\/rooms\/([^/]+)\/messages$/;
 
 /**
  * The backends' HTTP API, on the service port: push a message into a room or to one user
@@ -88,12 +92,46 @@ export function pushApi(opts: PushApiOptions) {
             content: { message: body.message },
             to: body.to,
             notice: body.notice,
+            cid: body.cid,
           },
           opts,
         );
         const from = parseFrom(body.from);
         const sent = await chat.push(room, msg, from);
-        reply(200, { ok: true, id: sent.id, action: sent.action, endTime: sent.endTime });
+        reply(200, {
+          ok: true,
+          id: sent.id,
+          action: sent.action,
+          endTime: sent.endTime,
+          ...(sent.seq === undefined ? {} : { seq: sent.seq }),
+          ...(sent.pseq === undefined ? {} : { pseq: sent.pseq }),
+        });
+        return;
+      }
+      const messagesMatch = ROOM_MESSAGES.exec(url.pathname);
+      if (req.method === "GET" && messagesMatch) {
+        const room = checkRoom(decodePathPart(messagesMatch[1]));
+        const since = url.searchParams.get("since");
+        const limitParam = url.searchParams.get("limit");
+        const after = since === null || since === "" ? undefined : Number(since);
+        const limit = limitParam === null || limitParam === "" ? 100 : Number(limitParam);
+        if (
+          (after !== undefined && (!Number.isSafeInteger(after) || after < 0)) ||
+          !Number.isSafeInteger(limit) ||
+          limit < 1 ||
+          limit > 1000
+        ) {
+          throw new ChatError(
+            "E_BAD_PAYLOAD",
+            "since must be an integer >= 0 and limit an integer 1-1000",
+          );
+        }
+        const history = opts.history();
+        if (!history) throw new ChatError("E_INTERNAL", "the service is starting");
+        const range = await history.range(room, after, limit).catch(() => {
+          throw new ChatError("E_UNAVAILABLE", "history is unreachable; retry");
+        });
+        reply(200, { room, ...range });
         return;
       }
       throw new ApiError("E_NOT_FOUND", `no route ${req.method} ${url.pathname}`);
