@@ -6,3 +6,10 @@
  * reload, a worker SIGKILL and a restart are in bench/README.md. 10 s covers three attempts.
  */
 export const RECONNECT_GRACE_MS = 10_000;
+
+/**
+ * The grace a Redis-mode node restarted with the same --node-id gives its previous run's users:
+ * shorter, since its clients may have given up (two back-off attempts: at most 4.5 s), and the
+ * promise is a prompt 203 for those that do not come back (test/node-failure.test.ts).
+ */
+export const STALE_NODE_GRACE_MS = 5000;
