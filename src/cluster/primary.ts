@@ -14,6 +14,7 @@ import { RateLimiterClusterMaster } from "rate-limiter-flexible";
 import { CLEAN_NODE_ENV } from "../backend/backend.js";
 import { waitForRedis } from "../backend/wait-for-redis.js";
 import { type Config, parseRate } from "../config/config.js";
+import { historyPath, loadHistory, saveHistory } from "../history/history-file.js";
 import { HISTORY_METHODS, HISTORY_SERVICE } from "../history/ipc-history-store.js";
 import { MemoryHistoryStore } from "../history/memory-history-store.js";
 import { ClientAddresses } from "../http/client-address.js";
@@ -177,6 +178,8 @@ export class Primary {
       slots = Array.from({ length: this.config.workers - 1 }, () => this.fork());
     } else {
       setupClusterAdapter();
+      const rooms = loadHistory(historyPath(this.config.pidFile), this.history);
+      if (rooms > 0) this.log.info("history of the previous run loaded", { logs: rooms });
       // A restart: the previous primary's users stay online while their clients reconnect.
       const restored = await restoreHandover(handoverPath(this.config.pidFile), this.store);
       if (restored > 0) {
@@ -396,6 +399,11 @@ export class Primary {
         ),
       );
       if (this.config.adapter === "cluster") {
+        try {
+          saveHistory(historyPath(this.config.pidFile), this.history);
+        } catch (err) {
+          this.log.warn("could not save history for the next start", { err: String(err) });
+        }
         try {
           saveHandover(handoverPath(this.config.pidFile), this.store);
         } catch (err) {

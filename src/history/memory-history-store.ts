@@ -20,6 +20,12 @@ interface Log {
 
 const SWEEP_MS = 60_000;
 
+/** What a stopping primary hands to the next start (JSON). */
+export interface HistoryDump {
+  logs: [string, Log][];
+  cids: [string, { envelope: Envelope; at: number }][];
+}
+
 /**
  * The node's history in the primary (cluster mode): numbers messages, keeps the last ones per
  * room and per user's private messages, and hands every stored message to `deliver` in order.
@@ -81,6 +87,33 @@ export class MemoryHistoryStore implements HistoryStore {
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+  }
+
+  /** Everything held, for the next start of the node (see history-file.ts). */
+  dump(): HistoryDump {
+    const logs: HistoryDump["logs"] = [];
+    for (const [key, log] of this.logs) if (!this.expired(log)) logs.push([key, log]);
+    const cids: HistoryDump["cids"] = [...this.cids.entries()];
+    return { logs, cids };
+  }
+
+  /** Takes over what a previous run held (before any append). */
+  load(dump: HistoryDump): number {
+    let n = 0;
+    for (const [key, log] of dump.logs) {
+      if (typeof key !== "string" || !Number.isSafeInteger(log?.last)) continue;
+      if (!Array.isArray(log.messages) || !Number.isFinite(log.touched)) continue;
+      this.logs.set(key, {
+        last: log.last,
+        messages: log.messages.slice(-this.opts.size),
+        touched: log.touched,
+      });
+      n++;
+    }
+    for (const [key, seen] of dump.cids) {
+      if (typeof key === "string" && Number.isFinite(seen?.at)) this.cids.set(key, seen);
+    }
+    return n;
   }
 
   private read(key: string, after: number | undefined, limit: number): HistoryRange {
