@@ -1,10 +1,13 @@
 /**
  * Where the service's CPU went, from the .cpuprofile files `BENCH_CPU_PROF=<dir>` leaves:
  * `node --import tsx bench/profile-summary.ts <dir> [--top n]`.
- * Per process: busy time (samples other than idle), the share spent in guard code (any frame of
- * the sample's stack in a guard file: the limits, the frame-checking parser, admission and the
- * connection ledger, rate-limiter-flexible — callees included, so JSON and IPC done for a guard
- * count as the guard's), and the guard functions with the most self and inclusive time.
+ * Each sample belongs to the innermost frame of its stack that is in a file of the service or a
+ * package (dist/…, node_modules/…): Node's internals and built-ins (JSON, IPC serialization,
+ * socket writes) count for the code that called them, and the code a guard hands control to
+ * (next(): the chat handler) does not count for the guard. Per process: busy time (all but idle),
+ * the share owned by guard files (the limits, the frame-checking parser, admission, the
+ * connection ledger, rate-limiter-flexible), the guard functions owning most, and the top owners
+ * overall.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -44,7 +47,9 @@ function guardOf(url: string): string | undefined {
 }
 
 function where(f: CallFrame): string {
-  const file = f.url.replace(/^file:\/\//, "").replace(/^.*\/(dist|node_modules)\//, "$1/");
+  const url = f.url.replace(/^file:\/\//, "");
+  const pkg = url.lastIndexOf("/node_modules/");
+  const file = pkg >= 0 ? url.slice(pkg + 1) : url.replace(/^.*\/dist\//, "dist/");
   return `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
 }
 
@@ -53,8 +58,10 @@ interface Summary {
   busyMs: number;
   guardMs: number;
   byGuard: Map<string, number>;
+  /** Guard functions: the time they own. */
   self: Map<string, number>;
-  inclusive: Map<string, number>;
+  /** Every owner (function in a file, or a root like "(garbage collector)"). */
+  all: Map<string, number>;
 }
 
 function summarize(file: string): Summary {
@@ -68,7 +75,7 @@ function summarize(file: string): Summary {
     guardMs: 0,
     byGuard: new Map(),
     self: new Map(),
-    inclusive: new Map(),
+    all: new Map(),
   };
   const add = (m: Map<string, number>, k: string, v: number) => m.set(k, (m.get(k) ?? 0) + v);
   for (let i = 0; i < p.samples.length; i++) {
@@ -76,23 +83,21 @@ function summarize(file: string): Summary {
     if (!node || node.callFrame.functionName === "(idle)") continue;
     const ms = (p.timeDeltas[i] ?? 0) / 1000;
     s.busyMs += ms;
-    const selfGuard = guardOf(node.callFrame.url);
-    if (selfGuard) add(s.self, where(node.callFrame), ms);
-    // the outermost guard frame of the stack names the guard; each function counted once
-    let outer: string | undefined;
-    const fns = new Set<string>();
+    let owner: CallFrame | undefined;
     for (let id: number | undefined = node.id; id !== undefined; id = parent.get(id)) {
       const f = byId.get(id)?.callFrame;
-      if (!f) break;
-      const g = guardOf(f.url);
-      if (!g) continue;
-      outer = g;
-      fns.add(where(f));
+      if (f && /\/(dist|node_modules)\//.test(f.url)) {
+        owner = f;
+        break;
+      }
     }
-    if (outer) {
+    const key = owner ? where(owner) : node.callFrame.functionName || "(anonymous)";
+    add(s.all, key, ms);
+    const guard = owner && guardOf(owner.url);
+    if (guard) {
       s.guardMs += ms;
-      add(s.byGuard, outer, ms);
-      for (const fn of fns) add(s.inclusive, fn, ms);
+      add(s.byGuard, guard, ms);
+      add(s.self, key, ms);
     }
   }
   return s;
@@ -136,12 +141,12 @@ function main(): number {
       `${s.file}: busy ${s.busyMs.toFixed(0)} ms, guards ${s.guardMs.toFixed(0)} ms (${pct(s.guardMs, s.busyMs).trim()})`,
     );
     for (const line of top(s.byGuard, 10, s.busyMs)) console.log(line);
-    if (s.inclusive.size > 0) {
-      console.log("  guard functions, inclusive (callees included):");
-      for (const line of top(s.inclusive, n, s.busyMs)) console.log(line);
-      console.log("  guard functions, self:");
+    if (s.self.size > 0) {
+      console.log("  guard functions:");
       for (const line of top(s.self, n, s.busyMs)) console.log(line);
     }
+    console.log("  top owners:");
+    for (const line of top(s.all, n, s.busyMs)) console.log(line);
   }
   console.log(
     `all processes: busy ${busy.toFixed(0)} ms, guards ${guard.toFixed(0)} ms (${pct(guard, busy).trim()})`,
