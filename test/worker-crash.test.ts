@@ -7,8 +7,9 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import { after, afterEach, before, describe, it } from "node:test";
 import type { Envelope } from "../src/chat/protocol.js";
+import { RECONNECT_GRACE_MS } from "../src/presence/reconnect-grace.js";
 import { type ChatClient, ClientPool } from "./support/chat-client.js";
-import { type ServiceHandle, startService, waitUntil } from "./support/service.js";
+import { SCRIPTED_RATES, type ServiceHandle, startService, waitUntil } from "./support/service.js";
 
 interface StatusJson {
   running: boolean;
@@ -16,7 +17,8 @@ interface StatusJson {
   workers: { id: number; pid: number; state: string; connections?: number }[];
 }
 
-const OFFLINE_WITHIN_MS = 5000;
+/** A crashed worker's users stay online for the grace (their clients may come back), then go. */
+const OFFLINE_WITHIN_MS = RECONNECT_GRACE_MS + 5000;
 
 let service: ServiceHandle;
 
@@ -43,7 +45,7 @@ async function listIds(c: ChatClient): Promise<string[]> {
 }
 
 before(async () => {
-  service = await startService();
+  service = await startService(SCRIPTED_RATES);
 });
 
 after(async () => {
@@ -87,6 +89,11 @@ describe("a worker killed with SIGKILL", { timeout: 120_000 }, () => {
     }
     const elapsed = Date.now() - killedAt;
     assert.ok(elapsed < OFFLINE_WITHIN_MS, `offline announced after ${elapsed} ms`);
+    assert.ok(elapsed >= RECONNECT_GRACE_MS - 500, `not before the grace: ${elapsed} ms`);
+    // comeback reconnected within the grace: never shown offline.
+    for (const [i, c] of survivors.entries()) {
+      assert.deepEqual(c.all(about(203, "comeback"), marks[i]), [], "no 203 for comeback");
+    }
 
     // The survivors were not disturbed and still talk to each other.
     for (const c of survivors) {
@@ -201,6 +208,7 @@ describe("a worker killed with SIGKILL", { timeout: 120_000 }, () => {
     await waitUntil(
       async () => JSON.stringify(await listIds(a)) === JSON.stringify(["a", "b"]),
       "the list to hold a and b only",
+      OFFLINE_WITHIN_MS,
     ).catch(async (err: unknown) => {
       assert.fail(`${String(err)}; the list is ${JSON.stringify(await listIds(a))}`);
     });

@@ -10,7 +10,7 @@ import type { Logger } from "../log/logger.js";
 import { LocalTrackingStore } from "../presence/local-tracking-store.js";
 import type { Heartbeat } from "../presence/owner-heartbeat.js";
 import type { PresenceEvent } from "../presence/presence-store.js";
-import { RECONNECT_GRACE_MS } from "../presence/reconnect-grace.js";
+import { STALE_NODE_GRACE_MS } from "../presence/reconnect-grace.js";
 import { RedisPresenceStore } from "../presence/redis-presence-store.js";
 import { type Backend, CLEAN_NODE_ENV, type PresenceSink } from "./backend.js";
 
@@ -161,7 +161,7 @@ export class RedisBackend implements Backend {
                 // Redis is down: the TTL reaper removes them once it is back.
               });
           }
-        }, RECONNECT_GRACE_MS);
+        }, STALE_NODE_GRACE_MS);
         timer.unref();
       }
     }
