@@ -66,6 +66,9 @@ const state = {
   target: null,
   /** ids of rendered chat messages, so a message seen twice (push and ack) shows once. */
   seenIds: new Set(),
+  /** The highest room seq and private pseq received: sent as since/sincePrivate on reconnect. */
+  lastSeq: 0,
+  lastPseq: 0,
   /** userId → { username, timer } of users typing now. */
   typing: new Map(),
   lastTypingSent: 0,
@@ -418,6 +421,7 @@ function onEnvelope(envelope) {
       break;
     }
     case Action.Message:
+      noteSequence(envelope);
       renderMessage(envelope);
       break;
     case Action.OtherUser: {
@@ -439,11 +443,31 @@ function onEnvelope(envelope) {
       else if (content.message) addNotice("server", content.message, envelope);
       break;
     case Action.Admin:
-      if (content.message) addNotice("admin", content.message, envelope);
+      noteSequence(envelope);
+      if (content.message && !state.seenIds.has(String(envelope.id))) {
+        if (envelope.id !== undefined) state.seenIds.add(String(envelope.id));
+        addNotice("admin", content.message, envelope);
+      }
       break;
     default:
       break;
   }
+}
+
+/** Remembers how far this page has read, so that a reconnect asks for the rest (since). */
+function noteSequence(envelope) {
+  if (Number.isSafeInteger(envelope.seq) && envelope.seq > state.lastSeq)
+    state.lastSeq = envelope.seq;
+  if (Number.isSafeInteger(envelope.pseq) && envelope.pseq > state.lastPseq) {
+    state.lastPseq = envelope.pseq;
+  }
+}
+
+/** A client message id: the service delivers a message resent with the same one only once. */
+function newCid() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** What comes back through an ack: an error envelope, or the message itself. */
@@ -458,25 +482,49 @@ function onReply(reply) {
   return true;
 }
 
-/** Emits a `message` with an ack; resolves true when the service accepted it. */
+/** How long a message is retried (same cid) before the page gives up on it. */
+const SEND_RETRY_MS = 120_000;
+/** Errors after which a resend can succeed: the message was not stored, nobody got it. */
+const RETRYABLE = new Set(["E_UNAVAILABLE", "E_INTERNAL"]);
+
+/**
+ * Sends a `message` and resolves true once the service has stored it (its ack). Until then it
+ * is resent with the same cid (after a lost ack, a refusal to store it, or while reconnecting):
+ * the service delivers it once however many times it arrives.
+ */
 function sendMessage(type, message) {
   const socket = state.socket;
-  if (!socket?.connected) {
+  if (!socket) {
     showError("Not connected: the message was not sent.");
     return Promise.resolve(false);
   }
-  const payload = { type, content: { message } };
+  const payload = { type, content: { message }, cid: newCid() };
   // { userId }, not a bare string: a string could also be read as an fd.
   if (state.target) payload.to = { userId: state.target.userId };
+  const giveUpAt = Date.now() + SEND_RETRY_MS;
   return new Promise((resolve) => {
-    socket.timeout(ACK_TIMEOUT_MS).emit("message", payload, (timeoutError, reply) => {
-      if (timeoutError) {
-        showError("The service did not confirm the message; it may not have been delivered.");
-        resolve(false);
-      } else {
-        resolve(onReply(reply));
+    const attempt = () => {
+      if (state.socket !== socket) return resolve(false);
+      if (Date.now() > giveUpAt) {
+        showError("The service did not confirm the message; it was not delivered.");
+        return resolve(false);
       }
-    });
+      if (!socket.connected) {
+        socket.once("connect", attempt);
+        return;
+      }
+      socket.timeout(ACK_TIMEOUT_MS).emit("message", payload, (timeoutError, reply) => {
+        if (timeoutError) return attempt();
+        const error = reply?.data?.content?.error;
+        if (error && RETRYABLE.has(error.code)) {
+          const wait = Math.min(Math.max(error.retryAfterMs ?? 1000, 500), 10_000);
+          setTimeout(attempt, wait);
+          return;
+        }
+        resolve(onReply(reply));
+      });
+    };
+    attempt();
   });
 }
 
@@ -515,6 +563,8 @@ function resetRoomState() {
   state.listVersion = null;
   state.target = null;
   state.seenIds.clear();
+  state.lastSeq = 0;
+  state.lastPseq = 0;
   state.lastTypingSent = 0;
   clearTyping();
   el.messages.replaceChildren();
@@ -540,7 +590,14 @@ function join(username, room, token) {
 
   const socket = io({
     path: `${basePath}socket.io`,
-    auth,
+    // A function: every reconnect tells the service how far this page has read, and gets the
+    // messages it missed meanwhile (replayed in order, each once).
+    auth: (cb) => {
+      const resume = { ...auth };
+      if (state.lastSeq > 0) resume.since = state.lastSeq;
+      if (state.lastPseq > 0) resume.sincePrivate = state.lastPseq;
+      cb(resume);
+    },
     forceNew: true,
     reconnectionDelayMax: 10_000,
     ...(config.transports ? { transports: config.transports } : {}),

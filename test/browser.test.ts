@@ -364,6 +364,24 @@ describe("browser chat page", { timeout: 120_000 }, () => {
     assert.equal(await connState(alice.page), "connected");
   });
 
+  it("shows the room's recent messages to a page that joins later, once each", async () => {
+    const room = uniqueRoom();
+    const alice = await joinChat("alice", room);
+    await send(alice, "said before bob came");
+    await waitForMessage(alice.page, "said before bob came");
+    await send(alice, "and once more");
+    await waitForMessage(alice.page, "and once more");
+    const bob = await joinChat("bob", room);
+    await waitForMessage(bob.page, "said before bob came");
+    await waitForMessage(bob.page, "and once more");
+    await send(bob, "hello alice");
+    await waitForMessage(alice.page, "hello alice");
+    await waitForMessage(bob.page, "hello alice");
+    assert.equal(await messageItems(bob.page).count(), 3, "history, then live, nothing twice");
+    assert.deepEqual(alice.problems, []);
+    assert.deepEqual(bob.problems, []);
+  });
+
   it("fits a phone screen", async () => {
     const chat = await joinChat("pat", uniqueRoom(), { width: 375, height: 700 });
     await send(chat, "hello from a phone");
