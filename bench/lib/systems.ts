@@ -4,7 +4,15 @@
  * plain JavaScript first so that neither system runs under a TypeScript loader).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -76,6 +84,25 @@ const GUARD_CODE_RE =
 export class SkipSystem extends Error {}
 
 export const WEIGOT_CLI = path.join(repoRoot, "dist/cli/index.js");
+const SNAPSHOT = path.join(repoRoot, `.tmp/bench-dist-${process.pid}`);
+let snapshotCli: string | undefined;
+
+/**
+ * The CLI every weigot-ws of this invocation runs: a copy of dist/ taken at the first start, so
+ * that a rebuild by someone else sharing the tree (tests run `npm run build`) cannot change the
+ * code between the systems or repeats being compared. The copy sits two levels below the repo
+ * like dist/ (public/ linked beside it; packages resolve from the repo's node_modules) and is
+ * removed when the bench exits.
+ */
+function weigotCli(): string {
+  if (snapshotCli) return snapshotCli;
+  mkdirSync(SNAPSHOT, { recursive: true });
+  cpSync(path.join(repoRoot, "dist"), path.join(SNAPSHOT, "dist"), { recursive: true });
+  symlinkSync(path.join(repoRoot, "public"), path.join(SNAPSHOT, "public"));
+  process.once("exit", () => rmSync(SNAPSHOT, { recursive: true, force: true }));
+  snapshotCli = path.join(SNAPSHOT, "dist/cli/index.js");
+  return snapshotCli;
+}
 const BASELINE_OUT = path.join(repoRoot, ".tmp/bench-baseline");
 const RUN_DIR = path.join(os.tmpdir(), `weigot-bench-${process.pid}`);
 
@@ -224,7 +251,7 @@ export class Deployment {
       }
       mkdirSync(RUN_DIR, { recursive: true });
       const args = [
-        WEIGOT_CLI,
+        weigotCli(),
         "start",
         "--port",
         String(port),
@@ -342,10 +369,14 @@ function cliStatus(pidFile: string): Promise<
   | undefined
 > {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [WEIGOT_CLI, "status", "--json", "--pid-file", pidFile], {
-      cwd: repoRoot,
-      stdio: ["ignore", "pipe", "ignore"],
-    });
+    const child = spawn(
+      process.execPath,
+      [weigotCli(), "status", "--json", "--pid-file", pidFile],
+      {
+        cwd: repoRoot,
+        stdio: ["ignore", "pipe", "ignore"],
+      },
+    );
     let out = "";
     child.stdout?.on("data", (d) => {
       out += d;
