@@ -103,9 +103,7 @@ export class RoomFeed {
       }
       roomUpTo = r ? r.range.last : 0;
       privateUpTo = p ? p.range.last : 0;
-      out = [...(r?.range.messages ?? []), ...(p?.range.messages ?? [])].sort(
-        (a, b) => (a.ts ?? 0) - (b.ts ?? 0),
-      );
+      out = interleave(r?.range.messages ?? [], p?.range.messages ?? []);
     } catch (err) {
       this.log.warn("replay failed", { room, err: String(err) });
       socket.emit(
@@ -247,6 +245,22 @@ export class RoomFeed {
     const complete = range.last === since || range.first <= since + 1;
     return { range, complete };
   }
+}
+
+/**
+ * The room's and the user's private replay in one list, by time, each kept in its own numbered
+ * order: `ts` is taken by the sending worker before the store numbers the message, so two
+ * workers' messages can be numbered in the opposite order of their `ts` (a sort by `ts` would
+ * replay seq 58 before 57).
+ */
+function interleave(room: Envelope[], own: Envelope[]): Envelope[] {
+  const out: Envelope[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < room.length && j < own.length) {
+    out.push((own[j].ts ?? 0) < (room[i].ts ?? 0) ? own[j++] : room[i++]);
+  }
+  return out.concat(room.slice(i), own.slice(j));
 }
 
 function streamKey(d: { room: string; user?: string }): string {
