@@ -120,6 +120,12 @@ export class ResilientClient {
     return auth;
   }
 
+  /** The worker holding the connection now, from the Engine.IO session id (`<worker>.<rand>`). */
+  get worker(): number {
+    const id = (this.socket.io.engine as unknown as { id?: string } | undefined)?.id ?? "";
+    return id === "" ? Number.NaN : Number(id.split(".")[0]);
+  }
+
   get connected(): boolean {
     return this.socket.connected;
   }
