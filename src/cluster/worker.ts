@@ -12,7 +12,7 @@ import { Admission, corsFor } from "../http/admission.js";
 import { pushApi } from "../http/push-api.js";
 import { staticFiles } from "../http/static-files.js";
 import { FloodGuard } from "../limits/flood-guard.js";
-import { capOutbound } from "../limits/outbound-cap.js";
+import { OutboundCap } from "../limits/outbound-cap.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import type { PrimaryToWorker, WorkerToPrimary } from "./ipc-messages.js";
 import { isOurs } from "./ipc-messages.js";
@@ -150,15 +150,14 @@ export function runWorker(): void {
   const admission = new Admission(config);
   admission.attach(io.engine);
   let slowConsumers = 0;
-  io.engine.on("connection", (conn: ChatSocket["conn"]) =>
-    capOutbound(conn, config.maxBufferedBytes, (bytes) => {
-      slowConsumers++;
-      log.warn("dropped a connection that does not read (E_SLOW_CONSUMER)", {
-        address: conn.remoteAddress,
-        queuedBytes: bytes,
-      });
-    }),
-  );
+  const outbound = new OutboundCap(config.maxBufferedBytes, (conn, bytes) => {
+    slowConsumers++;
+    log.warn("dropped a connection that does not read (E_SLOW_CONSUMER)", {
+      address: conn.remoteAddress,
+      queuedBytes: bytes,
+    });
+  });
+  io.engine.on("connection", (conn: ChatSocket["conn"]) => outbound.add(conn));
   io.engine.on(
     "headers",
     (headers: Record<string, string>, req: { headers: { upgrade?: string } }) => {
