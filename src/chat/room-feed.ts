@@ -173,10 +173,19 @@ export class RoomFeed {
   private async fill(room: string, user: string | undefined, stream: Stream): Promise<void> {
     try {
       const { history, replayLimit } = this.opts;
-      const range =
+      const get = (after: number) =>
         user === undefined
-          ? await history.range(room, stream.last, replayLimit)
-          : await history.inbox(room, user, stream.last, replayLimit);
+          ? history.range(room, after, replayLimit)
+          : history.inbox(room, user, after, replayLimit);
+      let range = await get(stream.last);
+      if (range.last < stream.last) {
+        // The numbers started again (Redis came back empty, the room expired): what arrived
+        // meanwhile was dropped as already seen. Clients are told, as a reconnecting client
+        // whose `since` is beyond the history is, and the stream is followed from its start.
+        range = await get(0);
+        stream.last = 0;
+        this.restarted(room, user, range.first || 1);
+      }
       for (const envelope of range.messages) this.step(stream, { room, user, envelope });
     } catch (err) {
       this.log.warn("could not fetch missed messages", { room, err: String(err) });
@@ -190,6 +199,21 @@ export class RoomFeed {
         this.emit(d);
       }
     }
+  }
+
+  /** Tells the local clients of a stream that its numbers start again at `from`. */
+  private restarted(room: string, user: string | undefined, from: number): void {
+    const stream = user === undefined ? "room" : "private";
+    const target = user === undefined ? roomKey(room) : userKey(room, user);
+    this.opts.io.local.to(target).emit(
+      "message",
+      envelope(Action.Server, "state", {
+        message: `the ${stream === "room" ? "room's" : "private"} message numbers started again (history was lost); they go on from ${from}`,
+        recovered: false,
+        from,
+        stream,
+      }),
+    );
   }
 
   private step(stream: Stream, d: Delivery): void {

@@ -47,7 +47,7 @@ export interface SendStats {
 }
 
 interface Numbered {
-  /** Everything received on this stream, by number. */
+  /** What this stream received since its numbers last started again, by number. */
   byNumber: Map<number, Envelope>;
   /** The highest number held. */
   top: number;
@@ -63,6 +63,8 @@ export class ResilientClient {
   readonly breaches: Breach[] = [];
   /** 100 envelopes received (drain notices, `recovered: false`, errors). */
   readonly notices: Envelope[] = [];
+  /** Every room and private message received (once per number), by text. */
+  readonly texts = new Map<string, Envelope[]>();
   /** Acked envelopes of this client's messages, by text. */
   readonly acked = new Map<string, Envelope>();
   /** Texts refused at least once with E_UNAVAILABLE. */
@@ -141,11 +143,17 @@ export class ResilientClient {
       this.notices.push(e);
       const c = e.data.content;
       if (c.recovered === false) {
+        const stream = c.stream === "private" ? this.private : this.room;
         this.breaches.push({
           kind: "lost-history",
           stream: c.stream ?? "room",
-          detail: `recovered: false, from ${c.from}: ${c.message}`,
+          detail: `recovered: false, from ${c.from} (held up to ${stream.top}): ${c.message}`,
         });
+        // What the app does: the stream goes on from `from` (after a gap, or numbered again).
+        if (typeof c.from === "number") {
+          stream.byNumber = new Map();
+          stream.top = c.from - 1;
+        }
       }
       return;
     }
@@ -185,6 +193,9 @@ export class ResilientClient {
     }
     stream.byNumber.set(n, e);
     if (n > stream.top) stream.top = n;
+    const copies = this.texts.get(text);
+    if (copies) copies.push(e);
+    else this.texts.set(text, [e]);
   }
 
   /**
@@ -247,11 +258,6 @@ export class ResilientClient {
     }
     this.stats.givenUp++;
     return undefined;
-  }
-
-  /** Every room message text held, by seq. */
-  roomTexts(): Map<number, string> {
-    return new Map([...this.room.byNumber].map(([n, e]) => [n, e.data.content.message ?? ""]));
   }
 
   close(): void {
