@@ -1,6 +1,6 @@
 import type { Server } from "socket.io";
 import type { Delivery, HistoryStore } from "../history/history-store.js";
-import type { SharedLimiterFactory } from "../limits/limiter-spec.js";
+import type { SharedLimits } from "../limits/shared-limits.js";
 import type { PresenceEvent, PresenceStore } from "../presence/presence-store.js";
 
 /**
@@ -26,7 +26,7 @@ export interface Backend {
   /** Receives every stored message of the whole service, in the store's order. */
   onDelivery(listener: (delivery: Delivery) => void): void;
   /** Rate limiters whose counts every worker (and, in Redis mode, every node) shares. */
-  readonly sharedLimiter: SharedLimiterFactory;
+  readonly sharedLimits: SharedLimits;
   /** Called with false when the shared backend is lost and true when it is back. */
   onHealth(listener: (up: boolean) => void): void;
   /** Stops background duties and closes connections. Idempotent. */

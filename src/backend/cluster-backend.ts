@@ -1,11 +1,10 @@
 import { createAdapter } from "@socket.io/cluster-adapter";
-import { RateLimiterCluster } from "rate-limiter-flexible";
 import type { Server } from "socket.io";
 import type { PrimaryToWorker } from "../cluster/ipc-messages.js";
 import { isOurs } from "../cluster/ipc-messages.js";
 import type { Delivery } from "../history/history-store.js";
 import { IpcHistoryStore } from "../history/ipc-history-store.js";
-import type { LimiterSpec } from "../limits/limiter-spec.js";
+import { IpcSharedLimits } from "../limits/shared-limits.js";
 import { IpcPresenceStore } from "../presence/ipc-presence-store.js";
 import type { PresenceEvent } from "../presence/presence-store.js";
 import type { Backend } from "./backend.js";
@@ -15,9 +14,8 @@ export class ClusterBackend implements Backend {
   readonly presence = new IpcPresenceStore();
   readonly history = new IpcHistoryStore();
 
-  /** Counted in the primary (RateLimiterClusterMaster), over the IPC channel. */
-  readonly sharedLimiter = (spec: LimiterSpec) =>
-    new RateLimiterCluster({ ...spec, timeoutMs: 3000 });
+  /** Counted in the primary, one IPC round trip per call. */
+  readonly sharedLimits = new IpcSharedLimits();
 
   attach(io: Server): void {
     io.adapter(createAdapter());

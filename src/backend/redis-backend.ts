@@ -6,6 +6,7 @@ import type { Config } from "../config/config.js";
 import type { Delivery } from "../history/history-store.js";
 import { parseDelivery, RedisHistoryStore } from "../history/redis-history-store.js";
 import type { LimiterSpec } from "../limits/limiter-spec.js";
+import { LimiterSet } from "../limits/shared-limits.js";
 import type { Logger } from "../log/logger.js";
 import { LocalTrackingStore } from "../presence/local-tracking-store.js";
 import type { Heartbeat } from "../presence/owner-heartbeat.js";
@@ -114,20 +115,22 @@ export class RedisBackend implements Backend {
    * Counted in Redis, so that a user's limit holds across nodes. While Redis is down each process
    * counts alone (the insurance limiter) rather than refusing or letting everything through.
    */
-  readonly sharedLimiter = (spec: LimiterSpec) =>
-    // The timeout covers the moments before node-redis notices an outage, when a command waits
-    // in its offline queue instead of failing: a message must not wait for Redis to come back.
-    new RLWrapperTimeouts({
-      limiter: new RateLimiterRedis({
-        ...spec,
-        keyPrefix: `${this.config.redisPrefix}:rl:${spec.keyPrefix}`,
-        storeClient: this.cmd,
-        useRedisPackage: true,
-        rejectIfRedisNotReady: true,
+  readonly sharedLimits = new LimiterSet(
+    (spec: LimiterSpec) =>
+      // The timeout covers the moments before node-redis notices an outage, when a command waits
+      // in its offline queue instead of failing: a message must not wait for Redis to come back.
+      new RLWrapperTimeouts({
+        limiter: new RateLimiterRedis({
+          ...spec,
+          keyPrefix: `${this.config.redisPrefix}:rl:${spec.keyPrefix}`,
+          storeClient: this.cmd,
+          useRedisPackage: true,
+          rejectIfRedisNotReady: true,
+        }),
+        insuranceLimiter: new RateLimiterMemory(spec),
+        timeoutMs: LIMITER_TIMEOUT_MS,
       }),
-      insuranceLimiter: new RateLimiterMemory(spec),
-      timeoutMs: LIMITER_TIMEOUT_MS,
-    });
+  );
 
   attach(io: Server): void {
     io.adapter(

@@ -10,7 +10,6 @@ import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setupPrimary as setupClusterAdapter } from "@socket.io/cluster-adapter";
-import { RateLimiterClusterMaster } from "rate-limiter-flexible";
 import { CLEAN_NODE_ENV } from "../backend/backend.js";
 import { waitForRedis } from "../backend/wait-for-redis.js";
 import { type Config, parseRate } from "../config/config.js";
@@ -18,6 +17,7 @@ import { historyPath, loadHistory, saveHistory } from "../history/history-file.j
 import { HISTORY_METHODS, HISTORY_SERVICE } from "../history/ipc-history-store.js";
 import { MemoryHistoryStore } from "../history/memory-history-store.js";
 import { ClientAddresses } from "../http/client-address.js";
+import { LIMITS_METHODS, LIMITS_SERVICE, primaryLimits } from "../limits/shared-limits.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { servePresence } from "../presence/ipc-presence-store.js";
 import { MemoryPresenceStore } from "../presence/memory-presence-store.js";
@@ -88,6 +88,8 @@ export class Primary {
     for (const slot of this.slots.values())
       this.send(slot.worker, { type: "wws:presence-event", event });
   });
+  /** Cluster mode's per-user rate limits, counted for every worker. */
+  private readonly limits = primaryLimits();
   /** Cluster mode's history: every stored message goes to every worker, in order. */
   private readonly history: MemoryHistoryStore;
   private readonly server: net.Server;
@@ -188,8 +190,6 @@ export class Primary {
         });
         this.reapLater(RESTORED_OWNER);
       }
-      // Per-user rate limits: the workers' RateLimiterCluster counts here.
-      new RateLimiterClusterMaster();
       slots = Array.from({ length: this.config.workers }, () => this.fork());
     }
     await Promise.all(slots.map((s) => withTimeout(s.ready, READY_TIMEOUT_MS, "worker start")));
@@ -244,7 +244,10 @@ export class Primary {
         break;
       case "wws:rpc-call":
         serveRpc(
-          { [HISTORY_SERVICE]: { target: this.history, methods: HISTORY_METHODS } },
+          {
+            [HISTORY_SERVICE]: { target: this.history, methods: HISTORY_METHODS },
+            [LIMITS_SERVICE]: { target: this.limits, methods: LIMITS_METHODS },
+          },
           msg,
           (reply) => this.send(worker, reply),
         );

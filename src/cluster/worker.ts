@@ -115,6 +115,7 @@ export function runWorker(): void {
           refusals: {
             ...guard?.counts,
             ...(slowConsumers ? { E_SLOW_CONSUMER: slowConsumers } : {}),
+            ...(admission.ledgerTimeouts ? { ledgerTimeouts: admission.ledgerTimeouts } : {}),
           },
         };
         backend?.presence.stats().then(
@@ -170,7 +171,7 @@ export function runWorker(): void {
     backend.attach(io);
     guard = new FloodGuard({
       config,
-      shared: backend.sharedLimiter,
+      shared: backend.sharedLimits,
       onDisconnect: (socket, why) =>
         log.warn("disconnected a flooding client (E_RATE_LIMITED)", {
           fd: socket.id,

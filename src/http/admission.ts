@@ -60,6 +60,11 @@ export class Admission {
   /** Slots granted to requests whose session does not exist yet. */
   private readonly unclaimed = new WeakMap<IncomingMessage, () => void>();
 
+  /** Connections admitted uncounted because the primary's ledger did not answer in time. */
+  get ledgerTimeouts(): number {
+    return this.ledger.timeouts;
+  }
+
   constructor(
     config: Config,
     private readonly ledger = new LedgerClient(),

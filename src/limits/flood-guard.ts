@@ -4,7 +4,8 @@ import { errorEnvelope } from "../chat/envelope.js";
 import { BAD_FRAME_EVENT } from "../chat/guarded-parser.js";
 import type { ErrorCode } from "../chat/protocol.js";
 import type { Config } from "../config/config.js";
-import { consume, type LimiterSpec, type SharedLimiterFactory, specOf } from "./limiter-spec.js";
+import { consume, type LimiterSpec, specOf } from "./limiter-spec.js";
+import type { SharedLimits } from "./shared-limits.js";
 
 /** What an incoming event is, for the limits: each kind has its own. */
 type Kind = "message" | "state" | "query";
@@ -16,7 +17,10 @@ const REFUSAL_WINDOW_S = 10;
 
 /** One limit as applied: its limiter, what it counts, and how a refusal names it. */
 interface Limit {
-  limiter: RateLimiterAbstract;
+  /** Per connection: counted in this worker. */
+  limiter?: RateLimiterAbstract;
+  /** Per user: counted where every worker (and node) sees it. */
+  spec: LimiterSpec;
   /** Counts bytes (the message's length) instead of events. */
   bytes: boolean;
   /** Keyed by userId (shared) rather than by connection. */
@@ -28,8 +32,8 @@ type Verdict = { ok: true } | { ok: false; retryAfterMs: number; limit: Limit };
 
 export interface FloodGuardOptions {
   config: Config;
-  /** Limiters shared by every worker and node (per-user limits). */
-  shared: SharedLimiterFactory;
+  /** Counts shared by every worker and node (per-user limits). */
+  shared: SharedLimits;
   /** Logs a connection dropped for abuse. */
   onDisconnect?: (socket: Socket, why: string) => void;
 }
@@ -74,7 +78,8 @@ export class FloodGuard {
       const unit = bytes ? "bytes" : "";
       return [
         {
-          limiter: perUser ? opts.shared(spec) : new RateLimiterMemory(spec),
+          limiter: perUser ? undefined : new RateLimiterMemory(spec),
+          spec,
           bytes,
           perUser,
           label: `${spec.points}${unit ? ` ${unit}` : ""} per ${spec.duration} s per ${perUser ? "user" : "connection"}`,
@@ -178,19 +183,19 @@ export class FloodGuard {
     const limits = this.limits[kind];
     const local = limits.filter((l) => !l.perUser);
     for (const limit of local) {
-      if (limit.bytes && bytes === 0) continue;
+      if (!limit.limiter || (limit.bytes && bytes === 0)) continue;
       const v = await consume(limit.limiter, fd, limit.bytes ? bytes : 1);
       if (!v.ok) return { ...v, limit };
     }
     const shared = limits.filter((l) => l.perUser && !(l.bytes && bytes === 0));
     if (shared.length === 0) return { ok: true };
-    const verdicts = await Promise.all(
-      shared.map(async (limit): Promise<Verdict> => {
-        const v = await consume(limit.limiter, userId, limit.bytes ? bytes : 1);
-        return v.ok ? v : { ...v, limit };
-      }),
+    // Count and bytes in one call: one round trip to the shared counts per message.
+    const verdicts = await this.opts.shared.consume(
+      shared.map((l) => ({ spec: l.spec, key: userId, points: l.bytes ? bytes : 1 })),
     );
-    return verdicts.find((v) => !v.ok) ?? { ok: true };
+    const refused = verdicts.findIndex((v) => !v.ok);
+    const v = verdicts[refused];
+    return v && !v.ok ? { ...v, limit: shared[refused] } : { ok: true };
   }
 }
 

@@ -14,9 +14,6 @@ export function specOf(keyPrefix: string, value: string): LimiterSpec | undefine
   return rate && { keyPrefix, points: rate.points, duration: rate.seconds };
 }
 
-/** Makes limiters whose counts every worker (and, with Redis, every node) shares. */
-export type SharedLimiterFactory = (spec: LimiterSpec) => RateLimiterAbstract;
-
 export type Verdict = { ok: true } | { ok: false; retryAfterMs: number };
 
 /**
