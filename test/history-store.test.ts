@@ -97,7 +97,7 @@ function historySuite(name: string, make: MakeHarness): void {
       assert.equal(all.first, all.messages[0].seq, "first is the oldest held");
       assert.ok(all.first > 1, "the oldest were dropped");
       // Contiguous, in order.
-      all.messages.forEach((e, i) => assert.equal(e.seq, all.first + i));
+      for (const [i, e] of all.messages.entries()) assert.equal(e.seq, all.first + i);
     });
 
     it("gives each user of a private message its own pseq, and the sender's view to the ack", async () => {

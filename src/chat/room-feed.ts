@@ -266,7 +266,8 @@ export class RoomFeed {
       range = await get(0, limit);
       return { range, complete: range.last === 0 };
     }
-    const complete = range.last === since || range.first <= since + 1;
+    // first = 0: nothing is held, so nothing after since can be replayed.
+    const complete = range.last === since || (range.first > 0 && range.first <= since + 1);
     return { range, complete };
   }
 }

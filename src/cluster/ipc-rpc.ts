@@ -66,7 +66,7 @@ export function serveRpc(
   reply: (msg: PrimaryToWorker) => void,
 ): void {
   const service = services[msg.service];
-  if (!service || !service.methods.has(msg.method)) {
+  if (!service?.methods.has(msg.method)) {
     reply({
       type: "wws:rpc-reply",
       id: msg.id,

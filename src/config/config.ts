@@ -98,7 +98,10 @@ export interface Config {
   maxBufferedBytes: number;
   /** Most users in one `onlineList` reply; bigger rooms are paged (`{ cursor }`). @default 1000 */
   listPageSize: number;
-  /** Messages kept per room (and per user's private messages in a room) for replay. @default 100 */
+  /**
+   * Messages kept per room (and per user's private messages in a room) for replay; 0 keeps none
+   * (messages are still numbered and ordered, so gaps show). @default 100
+   */
   historySize: number;
   /** Seconds an idle room's history is kept. @default 86400 */
   historyTtl: number;
@@ -238,7 +241,7 @@ export const RULES: { [K in keyof Config]: Rule } = {
   maxRefusals: { kind: "int", min: 0, max: 1_000_000 },
   maxBufferedBytes: { kind: "int", min: 0, max: 10_000_000_000 },
   listPageSize: { kind: "int", min: 1, max: 1_000_000 },
-  historySize: { kind: "int", min: 1, max: 100_000 },
+  historySize: { kind: "int", min: 0, max: 100_000 },
   historyTtl: { kind: "int", min: 1, max: 31_536_000 },
   historyOnJoin: { kind: "int", min: 0, max: 100_000 },
   daemon: { kind: "bool" },

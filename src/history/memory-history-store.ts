@@ -105,7 +105,7 @@ export class MemoryHistoryStore implements HistoryStore {
       if (!Array.isArray(log.messages) || !Number.isFinite(log.touched)) continue;
       this.logs.set(key, {
         last: log.last,
-        messages: log.messages.slice(-this.opts.size),
+        messages: this.opts.size === 0 ? [] : log.messages.slice(-this.opts.size),
         touched: log.touched,
       });
       n++;
