@@ -44,6 +44,11 @@ const DESCRIBE: { [K in keyof Config]: string } = {
   historySize: "messages kept per room for replay",
   historyTtl: "seconds an idle room's history is kept",
   historyOnJoin: "last messages a new connection without since receives (0 = none)",
+  adminKey: "bearer key of the admin API; empty = admin API off",
+  webhookUrl: "URL webhook events are POSTed to; empty = webhooks off",
+  webhookSecret: "HMAC-SHA256 secret signing webhook bodies (X-Weigot-Signature)",
+  webhookMessages: "also send every chat message as a webhook event",
+  webhookQueueSize: "most webhook events kept while the receiver fails",
   daemon: "run in the background",
 };
 

@@ -107,6 +107,16 @@ export interface Config {
   historyTtl: number;
   /** Last messages of the room a new connection without `since` receives (0 = none). @default 20 */
   historyOnJoin: number;
+  /** Bearer key of the admin API (`/api/v1/admin/...`); empty disables it. @default "" */
+  adminKey: string;
+  /** URL the webhook events are POSTed to; empty disables webhooks. @default "" */
+  webhookUrl: string;
+  /** HMAC-SHA256 secret of the `X-Weigot-Signature` header (required with --webhook-url). @default "" */
+  webhookSecret: string;
+  /** Also send every chat message as a webhook event. @default false */
+  webhookMessages: boolean;
+  /** Most webhook events kept while the receiver is failing (older ones are dropped, counted). @default 10000 */
+  webhookQueueSize: number;
   /** Detach and run in the background. @default false */
   daemon: boolean;
 }
@@ -172,6 +182,11 @@ export const DEFAULTS: Config = {
   historySize: 100,
   historyTtl: 86_400,
   historyOnJoin: 20,
+  adminKey: "",
+  webhookUrl: "",
+  webhookSecret: "",
+  webhookMessages: false,
+  webhookQueueSize: 10_000,
   daemon: false,
 };
 
@@ -244,6 +259,11 @@ export const RULES: { [K in keyof Config]: Rule } = {
   historySize: { kind: "int", min: 0, max: 100_000 },
   historyTtl: { kind: "int", min: 1, max: 31_536_000 },
   historyOnJoin: { kind: "int", min: 0, max: 100_000 },
+  adminKey: { kind: "string" },
+  webhookUrl: { kind: "string" },
+  webhookSecret: { kind: "string" },
+  webhookMessages: { kind: "bool" },
+  webhookQueueSize: { kind: "int", min: 1, max: 10_000_000 },
   daemon: { kind: "bool" },
 };
 
@@ -345,6 +365,26 @@ export function parseConfig(raw: Record<string, unknown>): Config {
       "maxBufferedBytes",
       `must be 0 or at least --max-frame-bytes (${config.maxFrameBytes}): one message would drop its receivers`,
     );
+  }
+  if (config.webhookUrl !== "") {
+    let url: URL | undefined;
+    try {
+      url = new URL(config.webhookUrl);
+    } catch {
+      url = undefined;
+    }
+    if (!url || !/^https?:$/.test(url.protocol)) {
+      throw new ConfigError(
+        "webhookUrl",
+        `expected an http(s) URL, got ${JSON.stringify(config.webhookUrl)}`,
+      );
+    }
+    if (config.webhookSecret === "") {
+      throw new ConfigError(
+        "webhookSecret",
+        "is required with --webhook-url (receivers check the signature)",
+      );
+    }
   }
   if (config.daemon && !config.logFile) {
     config.logFile = `${config.pidFile.replace(/\.pid$/, "")}.log`;
