@@ -19,7 +19,7 @@ import { presence } from "./scenarios/presence.js";
 const SCENARIOS: Scenario[] = [connections, fanout, latency, presence];
 
 const USAGE = `usage: npm run bench -- [--scenario connections|fanout|latency|presence|all] [--quick]
-  [--systems weigot-ws,weigot-ws-unguarded,baseline] [--repeat n] [--adapter cluster|redis]
+  [--systems weigot-ws,weigot-ws-unguarded,weigot-ws-nohistory,baseline] [--repeat n] [--adapter cluster|redis]
   [--workers n] [--out-dir dir] [--connections n] [--rate n] [--receivers n]
   [--step-seconds s] [--max-p99 ms] [--trials n] [--online-users n]
   --repeat n: run each scenario n times, the systems' order reversed every other time; the table

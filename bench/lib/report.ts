@@ -126,7 +126,7 @@ export class ScenarioReport {
       metrics: this.metrics.map((m) => ({
         ...m,
         ratio: ratio(m),
-        ratioUnguarded: guardRatio(m),
+        ...Object.fromEntries(VARIANT_RATIOS.map((v) => [v.key, variantRatio(m, v.variant)])),
         targetMet: targetMet(m),
       })),
       notes: this.notes,
@@ -143,10 +143,19 @@ export function ratio(m: Metric): number | null {
   return round(a / b, 2);
 }
 
-/** weigot-ws / weigot-ws-unguarded: what the guards cost (null without both figures). */
-export function guardRatio(m: Metric): number | null {
+/**
+ * weigot-ws against one of its variants: what the feature the variant switches off costs. Each
+ * has a column (`label`) in the table when both systems ran, and a field (`key`) in the JSON.
+ */
+export const VARIANT_RATIOS = [
+  { key: "ratioUnguarded", variant: "weigot-ws-unguarded", label: "guarded / unguarded" },
+  { key: "ratioNoHistory", variant: "weigot-ws-nohistory", label: "history / no history" },
+] as const satisfies readonly { key: string; variant: SystemName; label: string }[];
+
+/** weigot-ws / `variant` (null without both figures). */
+export function variantRatio(m: Metric, variant: SystemName): number | null {
   const a = m.values["weigot-ws"];
-  const b = m.values["weigot-ws-unguarded"];
+  const b = m.values[variant];
   if (typeof a !== "number" || typeof b !== "number" || b === 0) return null;
   return round(a / b, 3);
 }
@@ -206,10 +215,12 @@ export function table(r: ScenarioReport): string {
   // The systems measured (all of them when none ran), in SYSTEMS order.
   const measured = SYSTEMS.filter((s) => r.runs.some((x) => x.system === s));
   const shown = measured.length > 0 ? measured : SYSTEMS;
-  // "ratio" is weigot-ws / baseline; "guarded / unguarded" needs both weigot-ws variants.
-  const withRatio = !shown.includes("weigot-ws-unguarded") || shown.includes("baseline");
-  const withGuard = shown.includes("weigot-ws") && shown.includes("weigot-ws-unguarded");
-  const extra = [...(withRatio ? ["ratio"] : []), ...(withGuard ? ["guarded / unguarded"] : [])];
+  // "ratio" is weigot-ws / baseline; "guarded / unguarded" etc. need weigot-ws and the variant.
+  const variants = VARIANT_RATIOS.filter(
+    (v) => shown.includes("weigot-ws") && shown.includes(v.variant),
+  );
+  const withRatio = shown.includes("baseline") || !shown.some((s) => s.startsWith("weigot-ws-"));
+  const extra = [...(withRatio ? ["ratio"] : []), ...variants.map((v) => v.label)];
   lines.push(`| figure | ${[...shown, ...extra].join(" | ")} | target (weigot-ws) |`);
   lines.push(`|---|${[...shown, ...extra].map(() => "---:").join("|")}|---|`);
   for (const m of r.metrics) {
@@ -220,9 +231,11 @@ export function table(r: ScenarioReport): string {
       return fmt(v, m.digits);
     });
     const rt = ratio(m);
-    const gr = guardRatio(m);
     if (withRatio) cells.push(rt === null ? "–" : rt.toFixed(2));
-    if (withGuard) cells.push(gr === null ? "–" : gr.toFixed(3));
+    for (const v of variants) {
+      const vr = variantRatio(m, v.variant);
+      cells.push(vr === null ? "–" : vr.toFixed(3));
+    }
     lines.push(
       `| ${m.label}${m.unit ? ` (${m.unit})` : ""} | ${cells.join(" | ")} | ${fmtTarget(m)} |`,
     );
@@ -239,6 +252,7 @@ export function table(r: ScenarioReport): string {
 const COLORS: Record<SystemName, string[]> = {
   "weigot-ws": ["#1f5fbf", "#4f9be8", "#0b2f6b", "#7fb8f0"],
   "weigot-ws-unguarded": ["#2e8b3a", "#6cc070", "#145a1e", "#a3d9a0"],
+  "weigot-ws-nohistory": ["#7b3fa8", "#b07fd6", "#4a1d6e", "#d3b5ea"],
   baseline: ["#d9661a", "#f0a35e", "#8a3a05", "#f5c08f"],
 };
 
@@ -377,20 +391,23 @@ export function mergeRepeats(reports: ScenarioReport[]): ScenarioReport {
     out.errors.push(...r.errors.map((e) => `[repeat ${i + 1}] ${e}`));
     out.series.push(...r.series.map((x) => ({ ...x, name: `${x.name} #${i + 1}` })));
   });
-  const perRepeat = first.metrics
-    .map((m) => {
-      const ratios = reports.map((r) => {
-        const x = r.metrics.find((y) => y.key === m.key);
-        return x ? guardRatio(x) : null;
-      });
-      return ratios.every((v) => v === null)
-        ? undefined
-        : `${m.label}: ${ratios.map((v) => (v === null ? "–" : v.toFixed(3))).join(", ")}`;
-    })
-    .filter((x): x is string => x !== undefined);
+  const perRepeat = VARIANT_RATIOS.map((v) => {
+    const figures = first.metrics
+      .map((m) => {
+        const ratios = reports.map((r) => {
+          const x = r.metrics.find((y) => y.key === m.key);
+          return x ? variantRatio(x, v.variant) : null;
+        });
+        return ratios.every((x) => x === null)
+          ? undefined
+          : `${m.label}: ${ratios.map((x) => (x === null ? "–" : x.toFixed(3))).join(", ")}`;
+      })
+      .filter((x): x is string => x !== undefined);
+    return figures.length > 0 ? `${v.label} per repeat — ${figures.join("; ")}` : undefined;
+  }).filter((x): x is string => x !== undefined);
   out.notes.unshift(
     `median of ${reports.length} repeats (systems interleaved: their order reversed on every other repeat)`,
-    ...(perRepeat.length > 0 ? [`guarded / unguarded per repeat — ${perRepeat.join("; ")}`] : []),
+    ...perRepeat,
   );
   return out;
 }

@@ -21,9 +21,14 @@ import { wsUrl } from "../loadgen/pool.js";
 import { processTree, rssBytes } from "./procfs.js";
 import { freePort, repoRoot, sleep, Tail, waitUntil } from "./util.js";
 
-export type SystemName = "weigot-ws" | "weigot-ws-unguarded" | "baseline";
+export type SystemName = "weigot-ws" | "weigot-ws-unguarded" | "weigot-ws-nohistory" | "baseline";
 /** Every system, in the order of the table's columns. */
-export const SYSTEMS: SystemName[] = ["weigot-ws", "weigot-ws-unguarded", "baseline"];
+export const SYSTEMS: SystemName[] = [
+  "weigot-ws",
+  "weigot-ws-unguarded",
+  "weigot-ws-nohistory",
+  "baseline",
+];
 /** What `npm run bench` measures without `--systems`. */
 export const DEFAULT_SYSTEMS: SystemName[] = ["weigot-ws", "baseline"];
 
@@ -59,6 +64,23 @@ export const UNGUARDED_ARGS = [
   ...["--max-connections-per-user", "--max-pending-connections"],
 ].flatMap((flag) => [flag, "0"]);
 
+/**
+ * weigot-ws-nohistory: weigot-ws (guarded, same address args) with history off — no message kept
+ * (`--history-size 0`: numbering and ordered delivery still happen) and no replay on join. The
+ * difference to weigot-ws is the cost of storing every message.
+ */
+export const NOHISTORY_ARGS = [
+  ...BENCH_ADDRESS_ARGS,
+  ...["--history-size", "0", "--history-on-join", "0"],
+];
+
+/** The CLI arguments that make each weigot-ws variant. */
+const VARIANT_ARGS: Record<Exclude<SystemName, "baseline">, string[]> = {
+  "weigot-ws": BENCH_ADDRESS_ARGS,
+  "weigot-ws-unguarded": UNGUARDED_ARGS,
+  "weigot-ws-nohistory": NOHISTORY_ARGS,
+};
+
 export interface DeployOptions {
   adapter: "cluster" | "redis";
   /** Nodes (separate service instances sharing Redis); 1 with the cluster adapter. */
@@ -66,6 +88,12 @@ export interface DeployOptions {
   /** Workers per node. */
   workers: number;
   redisUrl?: string;
+  /**
+   * Start every service process (primary and workers) with an inspector on a free port
+   * (`NODE_OPTIONS=--inspect=127.0.0.1:0`, so that each process binds its own), for
+   * `bench/lib/inspector.ts` to force a GC and read `process.memoryUsage()` (the soak scenario).
+   */
+  inspect?: boolean;
 }
 
 export interface ServiceNode {
@@ -75,11 +103,16 @@ export interface ServiceNode {
   output: Tail;
   /** Guard error codes named in the service's log (e.g. a client dropped with E_RATE_LIMITED). */
   codes: Record<string, number>;
+  /** With `inspect`: the inspector URL of each process, in the order they printed it. */
+  inspectors: string[];
 }
 
 /** The guards' codes, as the service logs them when it drops or refuses a client. */
 const GUARD_CODE_RE =
   /\b(E_RATE_LIMITED|E_SLOW_CONSUMER|E_TOO_MANY_CONNECTIONS|E_SERVER_BUSY|E_BAD_FRAME)\b/g;
+
+/** What Node prints on stderr when `--inspect` opened its inspector. */
+const INSPECTOR_RE = /Debugger listening on (ws:\/\/\S+)/g;
 
 export class SkipSystem extends Error {}
 
@@ -261,7 +294,7 @@ export class Deployment {
         "warn",
         "--pid-file",
         this.pidFile(port),
-        ...(this.system === "weigot-ws" ? BENCH_ADDRESS_ARGS : UNGUARDED_ARGS),
+        ...VARIANT_ARGS[this.system as Exclude<SystemName, "baseline">],
       ];
       if (this.opts.adapter === "redis") {
         args.push("--adapter", "redis", "--redis-url", this.opts.redisUrl ?? "");
@@ -269,6 +302,7 @@ export class Deployment {
       }
       child = spawn(process.execPath, [...profileArgs(), ...args], {
         cwd: repoRoot,
+        env: this.env(),
         stdio: ["ignore", "pipe", "pipe"],
         detached: true,
       });
@@ -286,14 +320,18 @@ export class Deployment {
       }
       child = spawn(process.execPath, [...profileArgs(), ...args], {
         cwd: repoRoot,
+        env: this.env(),
         stdio: ["ignore", "pipe", "pipe"],
         detached: true,
       });
     }
     const codes: Record<string, number> = {};
+    const inspectors: string[] = [];
     const onOutput = (d: Buffer) => {
       output.push(d);
-      for (const m of d.toString().matchAll(GUARD_CODE_RE)) codes[m[1]] = (codes[m[1]] ?? 0) + 1;
+      const text = d.toString();
+      for (const m of text.matchAll(GUARD_CODE_RE)) codes[m[1]] = (codes[m[1]] ?? 0) + 1;
+      for (const m of text.matchAll(INSPECTOR_RE)) inspectors.push(m[1]);
     };
     child.stdout?.on("data", onOutput);
     child.stderr?.on("data", onOutput);
@@ -301,7 +339,7 @@ export class Deployment {
     child.once("exit", (code, signal) => {
       exited = `exited with code ${code} signal ${signal}`;
     });
-    const node: ServiceNode = { port, pid: child.pid ?? 0, child, output, codes };
+    const node: ServiceNode = { port, pid: child.pid ?? 0, child, output, codes, inspectors };
     this.nodes.push(node); // so stop() reaches it if readiness fails
     await waitUntil(
       `${this.system} node ${i} to be ready on port ${port}`,
@@ -317,6 +355,13 @@ export class Deployment {
     );
     this.nodes.pop();
     return node;
+  }
+
+  /** The service's environment: the harness's, plus an inspector per process with `inspect`. */
+  private env(): NodeJS.ProcessEnv {
+    if (!this.opts.inspect) return process.env;
+    const prev = process.env.NODE_OPTIONS ?? "";
+    return { ...process.env, NODE_OPTIONS: `${prev} --inspect=127.0.0.1:0`.trim() };
   }
 
   /** SIGTERM to every primary, then SIGKILL to whatever of the service is still alive. */
