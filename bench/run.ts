@@ -15,13 +15,14 @@ import { connections } from "./scenarios/connections.js";
 import { fanout } from "./scenarios/fanout.js";
 import { latency } from "./scenarios/latency.js";
 import { presence } from "./scenarios/presence.js";
+import { soak } from "./scenarios/soak.js";
 
-const SCENARIOS: Scenario[] = [connections, fanout, latency, presence];
+const SCENARIOS: Scenario[] = [connections, fanout, latency, presence, soak];
 
-const USAGE = `usage: npm run bench -- [--scenario connections|fanout|latency|presence|all] [--quick]
+const USAGE = `usage: npm run bench -- [--scenario connections|fanout|latency|presence|soak|all] [--quick]
   [--systems weigot-ws,weigot-ws-unguarded,weigot-ws-nohistory,baseline] [--repeat n] [--adapter cluster|redis]
   [--workers n] [--out-dir dir] [--connections n] [--rate n] [--receivers n]
-  [--step-seconds s] [--max-p99 ms] [--trials n] [--online-users n]
+  [--step-seconds s] [--max-p99 ms] [--trials n] [--online-users n] [--duration s]
   --repeat n: run each scenario n times, the systems' order reversed every other time; the table
   shows the median (default 1)`;
 
@@ -49,6 +50,7 @@ async function main(): Promise<number> {
       "max-p99": { type: "string" },
       trials: { type: "string" },
       "online-users": { type: "string" },
+      duration: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -93,6 +95,7 @@ async function main(): Promise<number> {
     maxP99: num(values["max-p99"]),
     trials: num(values.trials),
     onlineUsers: num(values["online-users"]),
+    durationSeconds: num(values.duration),
   };
   const m = machine();
   console.log(

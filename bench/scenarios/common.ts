@@ -28,6 +28,8 @@ export interface BenchOptions {
   trials?: number;
   /** presence: users online for the onlineList trials. */
   onlineUsers?: number;
+  /** soak: seconds of churn. */
+  durationSeconds?: number;
 }
 
 export interface Scenario {
