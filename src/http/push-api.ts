@@ -1,12 +1,18 @@
-import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { checkRoom } from "../auth/authenticate.js";
 import { ChatError } from "../chat/chat-error.js";
 import type { ChatServer } from "../chat/chat-server.js";
-import type { ErrorCode } from "../chat/protocol.js";
 import { validateMessage } from "../chat/validate-message.js";
 import type { HistoryStore } from "../history/history-store.js";
 import type { PresenceStore } from "../presence/presence-store.js";
+import {
+  ApiError,
+  bearerCheck,
+  decodePathPart,
+  readJson,
+  replyError,
+  replyJson,
+} from "./api-common.js";
 
 export interface PushApiOptions {
   /** Bearer key of the API; empty disables it. */
@@ -18,33 +24,6 @@ export interface PushApiOptions {
   maxImageBytes: number;
 }
 
-/** API errors: the chat codes plus the HTTP-only ones, all in the README's error table. */
-type ApiErrorCode =
-  | ErrorCode
-  | "E_API_DISABLED"
-  | "E_API_UNAUTHORIZED"
-  | "E_NOT_FOUND"
-  | "E_PAYLOAD_TOO_LARGE";
-
-const STATUS: Partial<Record<ApiErrorCode, number>> = {
-  E_API_DISABLED: 404,
-  E_NOT_FOUND: 404,
-  E_API_UNAUTHORIZED: 401,
-  E_PAYLOAD_TOO_LARGE: 413,
-  E_NO_RECIPIENT: 404,
-  E_INTERNAL: 503,
-  E_UNAVAILABLE: 503,
-};
-
-class ApiError extends Error {
-  constructor(
-    readonly code: ApiErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 const ROOM_USERS = /^\/api\/v1\/rooms\/([^/]+)\/users$/;
 const ROOM_MESSAGES = /^\/api\/v1\/rooms\/([^/]+)\/messages$/;
 
@@ -54,17 +33,12 @@ const ROOM_MESSAGES = /^\/api\/v1\/rooms\/([^/]+)\/messages$/;
  * Authenticated with `Authorization: Bearer <--api-key>`.
  */
 export function pushApi(opts: PushApiOptions) {
-  const key = Buffer.from(opts.apiKey);
-  const authorized = (req: IncomingMessage) => {
-    const given = Buffer.from((req.headers.authorization ?? "").replace(/^Bearer\s+/i, ""));
-    return given.length === key.length && timingSafeEqual(given, key);
-  };
+  const authorized = bearerCheck(opts.apiKey);
   const maxBody = opts.maxImageBytes + 16 * 1024;
 
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     res.setHeader("Connection", "close");
-    const reply = (status: number, body: unknown) =>
-      res.writeHead(status, { "Content-Type": "application/json" }).end(JSON.stringify(body));
+    const reply = (status: number, body: unknown) => replyJson(res, status, body);
     try {
       if (!opts.apiKey)
         throw new ApiError("E_API_DISABLED", "the HTTP API is off: start with --api-key");
@@ -136,11 +110,7 @@ export function pushApi(opts: PushApiOptions) {
       }
       throw new ApiError("E_NOT_FOUND", `no route ${req.method} ${url.pathname}`);
     } catch (err) {
-      const e =
-        err instanceof ApiError || err instanceof ChatError
-          ? err
-          : new ChatError("E_INTERNAL", "internal error, try again");
-      reply(STATUS[e.code] ?? 400, { ok: false, error: { code: e.code, message: e.message } });
+      replyError(res, err);
     }
   };
 }
@@ -158,46 +128,4 @@ function parseFrom(from: unknown): { userId: string; username: string } | undefi
   }
   const username = typeof f.username === "string" && f.username !== "" ? f.username : f.userId;
   return { userId: f.userId.slice(0, 64), username: username.slice(0, 32) };
-}
-
-/** A %-encoded path segment; bad encoding is the client's error, not the service's. */
-function decodePathPart(part: string): string {
-  try {
-    return decodeURIComponent(part);
-  } catch {
-    throw new ChatError("E_BAD_ROOM", "the room in the path is not valid %-encoding");
-  }
-}
-
-function readJson(req: IncomingMessage, limit: number): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        // Answer 413 at once (the caller replies) and discard the rest unbuffered: destroying
-        // the request here would reset the connection before the answer is written. The
-        // response's Connection: close then ends the connection.
-        req.removeListener("data", onData);
-        chunks.length = 0;
-        req.resume();
-        reject(new ApiError("E_PAYLOAD_TOO_LARGE", `body over ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    req.on("data", onData);
-    req.on("error", reject);
-    req.on("end", () => {
-      if (size > limit) return;
-      try {
-        const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
-        if (typeof body !== "object" || body === null || Array.isArray(body)) throw new Error();
-        resolve(body as Record<string, unknown>);
-      } catch {
-        reject(new ChatError("E_BAD_PAYLOAD", "body must be a JSON object"));
-      }
-    });
-  });
 }
