@@ -435,6 +435,51 @@ export function presenceSuite(name: string, makeStore: MakeStore, subscribe: Sub
       assert.deepEqual(await store.stats(), { connections: 11_000, users: 10_000 });
     });
 
+    it("roomCounts() gives each room's users and connections (tabs), by room name", async () => {
+      assert.deepEqual(await store.roomCounts(), []);
+      const other = await make(store);
+      await store.join(conn("a1", "u1", { room: "r:2" }));
+      await other.join(conn("a2", "u1", { room: "r:2", owner: "n2/1" }));
+      await store.join(conn("b1", "u2", { room: "r:2" }));
+      await store.join(conn("c1", "u1", { room: "r1" }));
+      await other.join(conn("d1", "ünï😀", { room: "ünï😀" }));
+      const expected = [
+        { room: "r1", users: 1, connections: 1 },
+        { room: "r:2", users: 2, connections: 3 },
+        { room: "ünï😀", users: 1, connections: 1 },
+      ].sort((a, b) => (a.room < b.room ? -1 : 1));
+      assert.deepEqual(await store.roomCounts(), expected);
+      assert.deepEqual(await other.roomCounts(), expected);
+      await store.leave("a1");
+      await store.leave("c1");
+      assert.deepEqual(
+        await store.roomCounts(),
+        expected
+          .filter((r) => r.room !== "r1")
+          .map((r) => (r.room === "r:2" ? { ...r, connections: 2 } : r)),
+      );
+    });
+
+    it("roomConnections() lists every tab with its owner, users oldest first, then their tabs", async () => {
+      assert.deepEqual(await store.roomConnections(ROOM), []);
+      const other = await make(store);
+      const a1 = conn("a1", "u1", { owner: "n1/1" });
+      const b1 = conn("b1", "u:2", { owner: "n1/1", admin: true });
+      const a2 = conn("a2", "u1", { owner: "n2/7" });
+      const elsewhere = conn("x1", "u1", { room: "r2" });
+      await store.join(a1);
+      await other.join(b1);
+      await other.join(a2);
+      await store.join(elsewhere);
+      assert.deepEqual(await store.roomConnections(ROOM), [a1, a2, b1]);
+      assert.deepEqual(await other.roomConnections("r2"), [elsewhere]);
+      await store.leave("a1");
+      // u1's remaining tab keeps u1's place in the list.
+      assert.deepEqual(await other.roomConnections(ROOM), [a2, b1]);
+      await store.removeOwner("n2/7");
+      assert.deepEqual(await store.roomConnections(ROOM), [b1]);
+    });
+
     it("close() is idempotent", async () => {
       await store.close();
       await store.close();

@@ -7,6 +7,7 @@ import type {
   PresenceConnection,
   PresenceSnapshot,
   PresenceStore,
+  RoomCounts,
 } from "./presence-store.js";
 
 type Pending = { resolve: (value: unknown) => void; reject: (err: Error) => void };
@@ -66,6 +67,12 @@ export class IpcPresenceStore implements PresenceStore {
   removeOwner(owner: string): Promise<UserInfo[]> {
     return this.call("removeOwner", [owner]);
   }
+  roomCounts(): Promise<RoomCounts[]> {
+    return this.call("roomCounts", []);
+  }
+  roomConnections(room: string): Promise<PresenceConnection[]> {
+    return this.call("roomConnections", [room]);
+  }
   stats(): Promise<{ connections: number; users: number }> {
     return this.call("stats", []);
   }
@@ -84,6 +91,8 @@ const METHODS = new Set([
   "snapshot",
   "find",
   "removeOwner",
+  "roomCounts",
+  "roomConnections",
   "stats",
 ]);
 

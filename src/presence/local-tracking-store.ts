@@ -7,6 +7,7 @@ import {
   type PresenceConnection,
   type PresenceSnapshot,
   type PresenceStore,
+  type RoomCounts,
   toUserInfo,
 } from "./presence-store.js";
 import type { RedisPresenceStore } from "./redis-presence-store.js";
@@ -57,6 +58,12 @@ export class LocalTrackingStore implements PresenceStore {
   }
   removeOwner(owner: string): Promise<UserInfo[]> {
     return this.inner.removeOwner(owner);
+  }
+  roomCounts(): Promise<RoomCounts[]> {
+    return failFast(this.inner.roomCounts());
+  }
+  roomConnections(room: string): Promise<PresenceConnection[]> {
+    return failFast(this.inner.roomConnections(room));
   }
   stats(): Promise<{ connections: number; users: number }> {
     return failFast(this.inner.stats());

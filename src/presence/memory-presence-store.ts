@@ -1,11 +1,13 @@
 import { Action, type UserInfo } from "../chat/protocol.js";
 import {
+  byRoom,
   type JoinResult,
   type LeaveResult,
   type PresenceConnection,
   type PresenceEvent,
   type PresenceSnapshot,
   type PresenceStore,
+  type RoomCounts,
   toUserInfo,
 } from "./presence-store.js";
 
@@ -153,6 +155,27 @@ export class MemoryPresenceStore implements PresenceStore {
     }
     this.owners.delete(owner);
     return offline;
+  }
+
+  async roomCounts(): Promise<RoomCounts[]> {
+    const out: RoomCounts[] = [];
+    for (const [room, users] of this.rooms) {
+      let connections = 0;
+      for (const fds of users.values()) connections += fds.size;
+      out.push({ room, users: users.size, connections });
+    }
+    return out.sort(byRoom);
+  }
+
+  async roomConnections(room: string): Promise<PresenceConnection[]> {
+    const out: PresenceConnection[] = [];
+    for (const fds of this.rooms.get(room)?.values() ?? []) {
+      for (const fd of fds) {
+        const conn = this.conns.get(fd);
+        if (conn) out.push({ ...conn });
+      }
+    }
+    return out;
   }
 
   async stats(): Promise<{ connections: number; users: number }> {

@@ -35,6 +35,15 @@ export interface PresenceSnapshot {
   version: number;
 }
 
+/** A room's figures, as {@link PresenceStore.roomCounts} gives them. */
+export interface RoomCounts {
+  room: string;
+  /** Distinct users in the room. */
+  users: number;
+  /** Their connections (tabs) in the room. */
+  connections: number;
+}
+
 export interface JoinResult {
   /** True when this is the user's first live connection in the room: announce 202. */
   first: boolean;
@@ -80,6 +89,13 @@ export interface PresenceStore {
    * (one entry per user and room), each returned once even when several callers race.
    */
   removeOwner(owner: string): Promise<UserInfo[]>;
+  /** Every room with users, with its user and connection counts, by room name (admin API). */
+  roomCounts(): Promise<RoomCounts[]>;
+  /**
+   * Every connection of the room with its owner: users oldest first (as list()), each user's
+   * connections oldest first (admin API: who holds which tab).
+   */
+  roomConnections(room: string): Promise<PresenceConnection[]>;
   /** Number of connections and of distinct users (per room) currently recorded. */
   stats(): Promise<{ connections: number; users: number }>;
   /** Releases the store's resources. Idempotent. */
@@ -97,3 +113,7 @@ export function toUserInfo(conn: PresenceConnection): UserInfo {
   if (conn.admin) user.admin = true;
   return user;
 }
+
+/** Rooms by name, in code-unit order: roomCounts() answers in this order on every store. */
+export const byRoom = (a: RoomCounts, b: RoomCounts): number =>
+  a.room < b.room ? -1 : a.room > b.room ? 1 : 0;

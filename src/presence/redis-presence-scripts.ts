@@ -276,3 +276,29 @@ for _, room in ipairs(redis.call('SMEMBERS', ROOMS)) do
 end
 return { conns, users }
 `);
+
+/** ARGV: B → [room, users, connections] per room with users (O(users of every room): admin only). */
+export const ROOM_COUNTS = script(`
+local out = {}
+for _, room in ipairs(redis.call('SMEMBERS', ROOMS)) do
+  local users = redis.call('HKEYS', show_key(room))
+  local conns = 0
+  for _, user in ipairs(users) do conns = conns + redis.call('ZCARD', user_key(room, user)) end
+  out[#out + 1] = { room, #users, conns }
+end
+return out
+`);
+
+/** ARGV: B, room → [owner, info] per connection: users in list order, each one's oldest first. */
+export const ROOM_CONNECTIONS = script(`
+local room = ARGV[2]
+local out = {}
+for _, shown in ipairs(redis.call('ZRANGE', list_key(room), 0, -1)) do
+  local user = cjson.decode(shown).userId
+  for _, fd in ipairs(redis.call('ZRANGE', user_key(room, user), 0, -1)) do
+    local c = redis.call('HMGET', conn_key(fd), 'owner', 'info')
+    if c[1] then out[#out + 1] = { c[1], c[2] } end
+  end
+end
+return out
+`);

@@ -2,11 +2,13 @@ import { createClient } from "redis";
 import type { UserInfo } from "../chat/protocol.js";
 import { type Heartbeat, type HeartbeatOptions, OwnerHeartbeat } from "./owner-heartbeat.js";
 import {
+  byRoom,
   type JoinResult,
   type LeaveResult,
   type PresenceConnection,
   type PresenceSnapshot,
   type PresenceStore,
+  type RoomCounts,
   toUserInfo,
 } from "./presence-store.js";
 import * as scripts from "./redis-presence-scripts.js";
@@ -240,6 +242,16 @@ export class RedisPresenceStore implements PresenceStore {
     };
     this.heartbeats.add(handle);
     return handle;
+  }
+
+  async roomCounts(): Promise<RoomCounts[]> {
+    const rows = (await this.eval(scripts.ROOM_COUNTS, [])) as [string, number, number][];
+    return rows.map(([room, users, connections]) => ({ room, users, connections })).sort(byRoom);
+  }
+
+  async roomConnections(room: string): Promise<PresenceConnection[]> {
+    const rows = (await this.eval(scripts.ROOM_CONNECTIONS, [room])) as [string, string][];
+    return rows.map(([owner, info]) => ({ ...(JSON.parse(info) as UserInfo), owner }));
   }
 
   async stats(): Promise<{ connections: number; users: number }> {
