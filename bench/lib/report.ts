@@ -196,7 +196,9 @@ function fmt(v: Value | undefined, digits: number): string {
 function fmtTarget(m: Metric): string {
   return m.targets
     .map((t) => {
-      const what = t.ofRatio ? `ratio ${t.op} ${t.value}` : `${t.op} ${fmt(t.value, 0)}`;
+      const what = t.ofRatio
+        ? `ratio ${t.op} ${t.value}`
+        : `${t.op} ${t.value.toLocaleString("en-US")}`;
       const met = meets(m, t);
       return `${what} ${met === null ? "?" : met ? "✓" : "✗"}`;
     })

@@ -45,7 +45,8 @@ export const soak: Scenario = {
   async run(opts: BenchOptions): Promise<ScenarioReport> {
     const clients = opts.connections ?? (opts.quick ? 2_000 : 5_000);
     const durationS = opts.durationSeconds ?? (opts.quick ? 120 : 600);
-    const cycleS = opts.quick ? 10 : 20;
+    // both sizes churn ~200 connects/s (each cohort spread over one second)
+    const cycleS = opts.quick ? 10 : 25;
     const sampleS = 15;
     const workers = opts.workers ?? 2;
     const report = new ScenarioReport(soak.name, soak.title, opts.quick, {
@@ -221,7 +222,7 @@ class Churn {
           group,
           urls: this.dep.urls,
           count: split[i],
-          rate: split[i] * 2, // the cohort connects over ~0.5 s
+          rate: split[i] / 0.9, // the cohort connects within ~0.9 s, not in a burst
           localAddresses: pool.localAddresses(i),
           usernamePrefix: `s${k}-${i}-`,
           room: `soak-${k}-a${i}`,
