@@ -8,11 +8,13 @@ import { parseDelivery, RedisHistoryStore } from "../history/redis-history-store
 import type { LimiterSpec } from "../limits/limiter-spec.js";
 import { LimiterSet } from "../limits/shared-limits.js";
 import type { Logger } from "../log/logger.js";
+import { redisMetrics } from "../metrics/redis-metrics.js";
 import { LocalTrackingStore } from "../presence/local-tracking-store.js";
 import type { Heartbeat } from "../presence/owner-heartbeat.js";
 import type { PresenceEvent } from "../presence/presence-store.js";
 import { STALE_NODE_GRACE_MS } from "../presence/reconnect-grace.js";
 import { RedisPresenceStore } from "../presence/redis-presence-store.js";
+import { RedisWebhooks } from "../webhooks/redis-webhooks.js";
 import { type Backend, CLEAN_NODE_ENV, type PresenceSink } from "./backend.js";
 
 function newClient(url: string, disableOfflineQueue = false) {
@@ -49,6 +51,8 @@ export class RedisBackend implements Backend {
   private closing?: Promise<void>;
   private chat?: PresenceSink;
   private refreshTimer?: NodeJS.Timeout;
+  /** Every process competes to send the service's webhooks; one at a time does. */
+  private webhooks?: RedisWebhooks;
 
   private constructor(
     private readonly config: Config,
@@ -83,6 +87,10 @@ export class RedisBackend implements Backend {
     const cmd = newClient(config.redisUrl);
     const hist = newClient(config.redisUrl, true);
     const backend = new RedisBackend(config, pub, sub, cmd, hist, owner, log);
+    redisMetrics(
+      () => backend.up,
+      () => hist.ping(),
+    );
     for (const [name, client] of [
       ["pub", pub],
       ["sub", sub],
@@ -140,6 +148,7 @@ export class RedisBackend implements Backend {
 
   async start(chat: PresenceSink): Promise<void> {
     this.chat = chat;
+    this.webhooks = RedisWebhooks.create(this.config, this.owner, this.log);
     // Events published while this process's subscription was down are lost: once every process
     // has had a heartbeat to rebuild its entries, clients get a fresh list.
     this.onHealth((up) => {
@@ -261,6 +270,7 @@ export class RedisBackend implements Backend {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.reaper);
+      await this.webhooks?.close();
       clearTimeout(this.refreshTimer);
       this.heartbeat?.stop();
       await this.presence.close();

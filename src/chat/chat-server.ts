@@ -3,6 +3,13 @@ import type { Authenticator } from "../auth/authenticate.js";
 import type { Delivery, HistoryStore } from "../history/history-store.js";
 import type { FloodGuard } from "../limits/flood-guard.js";
 import type { Logger } from "../log/logger.js";
+import {
+  appended,
+  errors,
+  handshakeDone,
+  handshakes,
+  messagesReceived,
+} from "../metrics/metrics.js";
 import type { PresenceEvent, PresenceStore } from "../presence/presence-store.js";
 import { ChatError } from "./chat-error.js";
 import type { ChatIo, ChatSocket } from "./chat-io.js";
@@ -100,6 +107,7 @@ export class ChatServer {
               err instanceof ChatError ? err : new ChatError("E_INTERNAL", "authentication failed");
             const refusal = new Error(e.message) as Error & { data: unknown };
             refusal.data = { code: e.code, message: e.message };
+            handshakes.inc({ result: e.code });
             next(refusal);
           },
         );
@@ -249,6 +257,7 @@ export class ChatServer {
       this.listContent(user.room),
     ]);
     this.sendList(socket, content);
+    handshakeDone(socket.handshake.issued);
     await this.feed.replay(socket, resumeOf(socket.handshake.auth));
     this.setUp.add(socket);
     if (this.draining) this.moveAway(socket);
@@ -276,6 +285,7 @@ export class ChatServer {
   private bindEvents(socket: ChatSocket): void {
     const user = socket.data.user;
     socket.on("message", (payload: unknown, ack?: unknown) => {
+      console.error("GOT", (payload as { content?: { message?: string } })?.content?.message);
       // Success is acknowledged only when asked: the sender already gets the broadcast.
       this.onMessage(socket, payload).then(
         (reply) => typeof ack === "function" && (ack as Ack)(reply),
@@ -379,6 +389,7 @@ export class ChatServer {
     mayNotice: boolean,
   ): Promise<Envelope> {
     const { io, presence } = this.opts;
+    messagesReceived.inc({ type: msg.type });
     const room = sender.room;
     let target: UserInfo | undefined;
     if (msg.to !== undefined) {
@@ -411,6 +422,7 @@ export class ChatServer {
     if (msg.cid !== undefined) out.cid = msg.cid;
     // Delivered by the store's stream (see deliverMessage), in the store's order, once stored:
     // the ack promises it reaches every member and every client reconnecting with `since`.
+    const started = performance.now();
     try {
       const stored = await this.opts.history.append({
         room,
@@ -423,8 +435,10 @@ export class ChatServer {
           : undefined,
         dedupe: msg.cid === undefined ? undefined : { userId: sender.userId, cid: msg.cid },
       });
+      appended(started, true);
       return stored.envelope;
     } catch (err) {
+      appended(started, false);
       this.log.warn("message not stored", { room, err: String(err) });
       throw new ChatError(
         "E_UNAVAILABLE",
@@ -449,11 +463,13 @@ export class ChatServer {
     }
     const e =
       err instanceof ChatError ? err : new ChatError("E_INTERNAL", "internal error, try again");
+    errors.inc({ code: e.code });
     respond(socket, ack, errorEnvelope(e.code, e.message));
   }
 
   private fail(socket: ChatSocket, err: unknown): void {
     this.log.error("connection setup failed", { fd: socket.id, err: String(err) });
+    errors.inc({ code: "E_INTERNAL" });
     socket.emit("message", errorEnvelope("E_INTERNAL", "presence is unavailable, reconnecting"));
     // Close the transport, not the socket: the client reconnects by itself.
     socket.conn.close();

@@ -1,5 +1,6 @@
 import type { Delivery, HistoryRange, HistoryStore } from "../history/history-store.js";
 import type { Logger } from "../log/logger.js";
+import { delivered, messagesReplayed } from "../metrics/metrics.js";
 import type { ChatIo, ChatSocket } from "./chat-io.js";
 import { envelope } from "./envelope.js";
 import type { Envelope } from "./protocol.js";
@@ -118,6 +119,7 @@ export class RoomFeed {
       privateUpTo = 0;
     }
     for (const e of out) socket.emit("message", { ...e, replay: true });
+    messagesReplayed.inc(out.length);
     this.replaying.delete(socket);
     socket.leave(REPLAYING);
     for (const d of state.queue) {
@@ -233,6 +235,7 @@ export class RoomFeed {
   private emit(d: Delivery): void {
     const target = d.user === undefined ? roomKey(d.room) : userKey(d.room, d.user);
     this.opts.io.local.to(target).except(REPLAYING).emit("message", d.envelope);
+    delivered(this.opts.io.of("/").adapter.rooms.get(target)?.size ?? 0, d.envelope.ts);
     for (const r of this.replaying.values()) {
       if (r.room === d.room && (d.user === undefined || d.user === r.userId)) r.queue.push(d);
     }

@@ -2,6 +2,7 @@ import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import type { ErrorCode } from "../chat/protocol.js";
 import type { Rate } from "../config/config.js";
 import type { Refusal } from "../http/refusal.js";
+import { handshakes } from "../metrics/metrics.js";
 import type { AdmitKind } from "./ipc-messages.js";
 
 export interface LedgerLimits {
@@ -98,6 +99,7 @@ export class ConnectionLedger {
 
   count(code: ErrorCode): void {
     this.refusals[code] = (this.refusals[code] ?? 0) + 1;
+    handshakes.inc({ result: code });
   }
 
   private async checkSession(address: string): Promise<Refusal | undefined> {

@@ -26,6 +26,8 @@ export interface WorkerStats {
   connections: number;
   rssBytes: number;
   heapUsedBytes: number;
+  /** Chat messages this worker stored in the history since it started. */
+  historyAppends?: number;
   /** Cluster-wide presence figures, as this worker's store sees them. */
   presence?: { connections: number; users: number };
   /** In-session refusals since start, by code (rate limits, bad frames, slow consumers). */

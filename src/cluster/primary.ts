@@ -19,6 +19,7 @@ import { MemoryHistoryStore } from "../history/memory-history-store.js";
 import { ClientAddresses } from "../http/client-address.js";
 import { LIMITS_METHODS, LIMITS_SERVICE, primaryLimits } from "../limits/shared-limits.js";
 import { createLogger, type Logger } from "../log/logger.js";
+import { isMetricsRequest, NodeMetrics } from "../metrics/node-metrics.js";
 import { servePresence } from "../presence/ipc-presence-store.js";
 import { MemoryPresenceStore } from "../presence/memory-presence-store.js";
 import {
@@ -29,6 +30,7 @@ import {
 } from "../presence/presence-handover.js";
 import { RECONNECT_GRACE_MS } from "../presence/reconnect-grace.js";
 import { deferred, withTimeout } from "../util/deferred.js";
+import { ClusterWebhooks } from "../webhooks/cluster-webhooks.js";
 import { ConnectionLedger } from "./connection-ledger.js";
 import type { PrimaryToWorker, WorkerStats, WorkerToPrimary } from "./ipc-messages.js";
 import { isOurs } from "./ipc-messages.js";
@@ -87,7 +89,10 @@ export class Primary {
   private readonly store = new MemoryPresenceStore((event) => {
     for (const slot of this.slots.values())
       this.send(slot.worker, { type: "wws:presence-event", event });
+    this.webhooks?.presence(event);
   });
+  /** Cluster mode's webhooks: the primary's stores see every change once, so it sends them. */
+  private readonly webhooks: ClusterWebhooks | undefined;
   /** Cluster mode's per-user rate limits, counted for every worker. */
   private readonly limits = primaryLimits();
   /** Cluster mode's history: every stored message goes to every worker, in order. */
@@ -97,6 +102,7 @@ export class Primary {
   private readonly ledger: ConnectionLedger;
   private headTimeouts = 0;
   private readonly health: Server;
+  private readonly metrics: NodeMetrics;
   private control?: Server;
   private readonly startedAt = Date.now();
   private port = 0;
@@ -110,15 +116,21 @@ export class Primary {
   constructor(private readonly config: Config) {
     this.root = createLogger(config, { node: config.nodeId });
     this.log = this.root.child({ component: "primary" });
+    if (config.adapter === "cluster") this.webhooks = ClusterWebhooks.create(config, this.root);
     this.history = new MemoryHistoryStore(
       { size: config.historySize, ttlSeconds: config.historyTtl },
       (delivery) => {
         for (const slot of this.slots.values()) {
           this.send(slot.worker, { type: "wws:chat-delivery", delivery });
         }
+        this.webhooks?.delivery(delivery);
       },
     );
     this.health = createHttpServer((req, res) => this.onHealthRequest(req, res));
+    this.metrics = new NodeMetrics({
+      adminKey: config.adminKey,
+      workers: () => this.liveWorkers(),
+    });
     this.ledger = new ConnectionLedger({
       maxConnections: config.maxConnections,
       maxConnectionsPerAddress: config.maxConnectionsPerAddress,
@@ -134,7 +146,7 @@ export class Primary {
         return slot && slot.state !== "starting" ? slot.worker : undefined;
       },
       local: this.health,
-      localPaths: new Set(["/healthz", "/readyz"]),
+      localPaths: new Set(["/healthz", "/readyz", "/metrics"]),
       requestTimeoutMs: config.requestTimeout * 1000,
       pending: {
         max: config.maxPendingConnections,
@@ -413,6 +425,8 @@ export class Primary {
           this.log.warn("could not save presence for the next start", { err: String(err) });
         }
       }
+      // What the receiver has not taken yet, for a moment (the queue is in this process).
+      await this.webhooks?.close(2000);
       this.control?.close();
       this.health.close();
       rmSync(controlSocketPath(this.config.pidFile), { force: true });
@@ -469,6 +483,11 @@ export class Primary {
     };
   }
 
+  /** Workers holding connections: ready or draining (what /metrics asks). */
+  private liveWorkers(): Worker[] {
+    return [...this.slots.values()].filter((s) => s.state !== "starting").map((s) => s.worker);
+  }
+
   private requestStats(worker: Worker): Promise<WorkerStats | undefined> {
     const id = ++this.statsSeq;
     return new Promise((resolve) => {
@@ -486,6 +505,10 @@ export class Primary {
   }
 
   private onHealthRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (isMetricsRequest(req.url)) {
+      this.metrics.serve(req, res);
+      return;
+    }
     res.setHeader("Connection", "close");
     res.setHeader("Content-Type", "application/json");
     if (req.url?.startsWith("/healthz")) {

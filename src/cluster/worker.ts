@@ -14,6 +14,8 @@ import { staticFiles } from "../http/static-files.js";
 import { FloodGuard } from "../limits/flood-guard.js";
 import { OutboundCap } from "../limits/outbound-cap.js";
 import { createLogger, type Logger } from "../log/logger.js";
+import { appendsSoFar, disconnects } from "../metrics/metrics.js";
+import { workerMetrics } from "../metrics/worker-metrics.js";
 import type { PrimaryToWorker, WorkerToPrimary } from "./ipc-messages.js";
 import { isOurs } from "./ipc-messages.js";
 import { newSessionId } from "./session-id.js";
@@ -112,6 +114,7 @@ export function runWorker(): void {
           connections: io.of("/").sockets.size,
           rssBytes: mem.rss,
           heapUsedBytes: mem.heapUsed,
+          historyAppends: appendsSoFar(),
           refusals: {
             ...guard?.counts,
             ...(slowConsumers ? { E_SLOW_CONSUMER: slowConsumers } : {}),
@@ -146,6 +149,7 @@ export function runWorker(): void {
     parser: guardedParser,
   });
   refuseBadHandshakes(io);
+  workerMetrics({ io, workerId, adapter: config.adapter, presence: () => backend?.presence });
   io.engine.generateId = () => newSessionId(workerId);
   // Origin, connect rate and connection caps of new sessions (after the cors middleware).
   const admission = new Admission(config);
@@ -153,6 +157,7 @@ export function runWorker(): void {
   let slowConsumers = 0;
   const outbound = new OutboundCap(config.maxBufferedBytes, (conn, bytes) => {
     slowConsumers++;
+    disconnects.inc({ code: "E_SLOW_CONSUMER" });
     log.warn("dropped a connection that does not read (E_SLOW_CONSUMER)", {
       address: conn.remoteAddress,
       queuedBytes: bytes,

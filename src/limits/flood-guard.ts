@@ -4,6 +4,7 @@ import { errorEnvelope } from "../chat/envelope.js";
 import { BAD_FRAME_EVENT } from "../chat/guarded-parser.js";
 import type { ErrorCode } from "../chat/protocol.js";
 import type { Config } from "../config/config.js";
+import { disconnects, errors, rateLimited } from "../metrics/metrics.js";
 import { consume, type LimiterSpec, specOf } from "./limiter-spec.js";
 import type { SharedLimits } from "./shared-limits.js";
 
@@ -126,6 +127,7 @@ export class FloodGuard {
             return;
           }
           const seconds = Math.ceil(verdict.retryAfterMs / 1000);
+          rateLimited.inc({ kind });
           this.refuse(
             socket,
             ack,
@@ -153,6 +155,7 @@ export class FloodGuard {
     retryAfterMs?: number,
   ): void {
     this.counts[code] = (this.counts[code] ?? 0) + 1;
+    errors.inc({ code });
     const reply = errorEnvelope(code, message);
     if (retryAfterMs !== undefined && reply.data.content.error) {
       reply.data.content.error.retryAfterMs = retryAfterMs;
@@ -170,6 +173,7 @@ export class FloodGuard {
     state.expel = () => {
       state.expel = () => {};
       this.counts.disconnects = (this.counts.disconnects ?? 0) + 1;
+      disconnects.inc({ code: "E_RATE_LIMITED" });
       socket.emit("message", errorEnvelope("E_RATE_LIMITED", `disconnected: ${why}`));
       this.opts.onDisconnect?.(socket, why);
       // After the events already let through have run: socket.io drops a disconnected socket's.
