@@ -47,7 +47,7 @@ export function formatStatus(s: Status): string {
     "  workers:",
     ...s.workers.map(
       (w) =>
-        `    #${w.id} pid ${w.pid} ${w.state}, ${w.connections ?? "?"} connections, rss ${mb(w.rssBytes)}, heap ${mb(w.heapUsedBytes)}`,
+        `    #${w.id} pid ${w.pid} ${w.state}, ${w.connections ?? "?"} connections, ${w.refusals?.E_RATE_LIMITED ?? 0} rate-limited, ${w.historyAppends ?? "?"} history appends, rss ${mb(w.rssBytes)}, heap ${mb(w.heapUsedBytes)}`,
     ),
   ];
   return `${lines.join("\n")}\n`;
