@@ -4,7 +4,7 @@
  * that the bench measures what is really retained without a hook in the product. Also takes heap
  * snapshots (`.heapsnapshot`, for Chrome DevTools' comparison view or `bench/heap-diff.ts`).
  */
-import { createWriteStream } from "node:fs";
+import { createWriteStream, writeFileSync } from "node:fs";
 import WebSocket from "ws";
 
 export interface MemorySample {
@@ -14,7 +14,18 @@ export interface MemorySample {
   heapTotalBytes: number;
   externalBytes: number;
   arrayBuffersBytes: number;
+  /**
+   * A cluster primary: messages queued for each worker behind a socket hand-off that the worker
+   * has not acknowledged yet (Node's private `ChildProcess._handleQueue`; diagnostic only).
+   */
+  handleQueues?: number[];
 }
+
+/** Evaluated in the process: its pid, memoryUsage() and, in a cluster primary, the queues. */
+const PROBE = `JSON.stringify([process.pid, process.memoryUsage(), (() => {
+  const c = process.getBuiltinModule?.("cluster");
+  return c?.isPrimary ? Object.values(c.workers).map((w) => w.process._handleQueue?.length ?? 0) : undefined;
+})()])`;
 
 type Reply = { id?: number; method?: string; params?: Record<string, unknown>; error?: unknown };
 
@@ -82,11 +93,15 @@ export function memoryAfterGc(url: string, timeoutMs = 30_000): Promise<MemorySa
   return withSession(url, timeoutMs, async (s) => {
     await s.call("HeapProfiler.collectGarbage");
     const r = await s.call("Runtime.evaluate", {
-      expression: "JSON.stringify([process.pid, process.memoryUsage()])",
+      expression: PROBE,
       returnByValue: true,
     });
     const value = (r as { result?: { result?: { value?: string } } }).result?.result?.value;
-    const [pid, m] = JSON.parse(value ?? "null") as [number, NodeJS.MemoryUsage];
+    const [pid, m, handleQueues] = JSON.parse(value ?? "null") as [
+      number,
+      NodeJS.MemoryUsage,
+      number[] | undefined,
+    ];
     return {
       pid,
       rssBytes: m.rss,
@@ -94,6 +109,7 @@ export function memoryAfterGc(url: string, timeoutMs = 30_000): Promise<MemorySa
       heapTotalBytes: m.heapTotal,
       externalBytes: m.external,
       arrayBuffersBytes: m.arrayBuffers,
+      ...(handleQueues ? { handleQueues } : {}),
     };
   });
 }
@@ -110,5 +126,16 @@ export function heapSnapshot(url: string, file: string, timeoutMs = 120_000): Pr
     await new Promise<void>((resolve, reject) =>
       out.end((err?: Error | null) => (err ? reject(err) : resolve())),
     );
+  });
+}
+
+/** Profiles the process behind `url` for `ms` and writes a `.cpuprofile` (for profile-summary.ts). */
+export function cpuProfile(url: string, ms: number, file: string): Promise<void> {
+  return withSession(url, ms + 30_000, async (s) => {
+    await s.call("Profiler.enable");
+    await s.call("Profiler.start");
+    await new Promise((r) => setTimeout(r, ms));
+    const r = (await s.call("Profiler.stop")) as { result?: { profile?: unknown } };
+    writeFileSync(file, JSON.stringify(r.result?.profile));
   });
 }

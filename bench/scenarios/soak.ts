@@ -32,6 +32,8 @@ export interface SoakSample {
   heapUsedMB: number;
   heapTotalMB: number;
   externalMB: number;
+  /** The primary: messages queued per worker behind unacknowledged socket hand-offs. */
+  handleQueues?: number[];
 }
 
 const MB = 2 ** 20;
@@ -75,6 +77,8 @@ export const soak: Scenario = {
         value: 0.5,
       });
     }
+    report.metric("queueMax", "primary: most messages queued behind socket hand-offs", "", 0);
+    report.metric("queueEnd", "primary: messages queued behind socket hand-offs at the end", "", 0);
     report.metric("connects", "connects", "", 0);
     report.metric("connectRate", "connects per second", "/s", 0);
     report.metric("failed", "failed connects", "", 0, { op: "<=", value: 0 });
@@ -107,7 +111,7 @@ export const soak: Scenario = {
                 `${system} soak t=${t.toFixed(0)} s: ${got
                   .map(
                     (s) =>
-                      `${s.process} rss ${s.rssMB.toFixed(1)} heap ${s.heapUsedMB.toFixed(1)} MB`,
+                      `${s.process} rss ${s.rssMB.toFixed(1)} heap ${s.heapUsedMB.toFixed(1)} MB${s.handleQueues ? ` (hand-off queues ${s.handleQueues.join("/")})` : ""}`,
                   )
                   .join(", ")}; ${fmtInt(churn.connects)} connects, ${churn.failed} failed`,
               );
@@ -131,6 +135,11 @@ export const soak: Scenario = {
               report.set(`${k}RssSlope`, system, secondHalfSlope(own, durationS, "rssMB"));
               report.set(`${k}HeapSlope`, system, secondHalfSlope(own, durationS, "heapUsedMB"));
             }
+            const queued = samples
+              .filter((s) => s.handleQueues)
+              .map((s) => (s.handleQueues ?? []).reduce((a, b) => a + b, 0));
+            report.set("queueMax", system, queued.length > 0 ? Math.max(...queued) : null);
+            report.set("queueEnd", system, queued.at(-1) ?? null);
             report.set("connects", system, churn.connects);
             report.set("connectRate", system, churn.connects / durationS);
             report.set("failed", system, churn.failed);
@@ -285,6 +294,7 @@ async function sampleMemory(
         heapUsedMB: round(m.heapUsedBytes / MB, 2),
         heapTotalMB: round(m.heapTotalBytes / MB, 2),
         externalMB: round(m.externalBytes / MB, 2),
+        ...(m.handleQueues ? { handleQueues: m.handleQueues } : {}),
       });
     }
   }
