@@ -285,7 +285,6 @@ export class ChatServer {
   private bindEvents(socket: ChatSocket): void {
     const user = socket.data.user;
     socket.on("message", (payload: unknown, ack?: unknown) => {
-      console.error("GOT", (payload as { content?: { message?: string } })?.content?.message);
       // Success is acknowledged only when asked: the sender already gets the broadcast.
       this.onMessage(socket, payload).then(
         (reply) => typeof ack === "function" && (ack as Ack)(reply),

@@ -15,7 +15,7 @@ export type PrimaryToWorker =
   | { type: "wws:reap"; owner: string }
   | { type: "wws:presence-event"; event: PresenceEvent }
   | { type: "wws:stats-request"; id: number }
-  | { type: "wws:rpc-reply"; id: number; result?: unknown; error?: string }
+  | { type: "wws:rpc-reply"; service: string; id: number; result?: unknown; error?: string }
   /** A stored chat message, for this worker's clients (cluster mode; in store order). */
   | { type: "wws:chat-delivery"; delivery: Delivery }
   /** The ledger's answer to wws:admit: a token to release later, or the refusal. */

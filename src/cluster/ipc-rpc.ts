@@ -11,7 +11,9 @@ export class IpcRpc {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly onMessage = (msg: unknown) => {
+    // Every service numbers its own calls: a reply is ours only when it names our service.
     if (!isOurs<PrimaryToWorker>(msg) || msg.type !== "wws:rpc-reply") return;
+    if (msg.service !== this.service) return;
     const call = this.pending.get(msg.id);
     if (!call) return;
     this.pending.delete(msg.id);
@@ -69,6 +71,7 @@ export function serveRpc(
   if (!service?.methods.has(msg.method)) {
     reply({
       type: "wws:rpc-reply",
+      service: msg.service,
       id: msg.id,
       error: `unknown call ${msg.service}.${msg.method}`,
     });
@@ -78,7 +81,8 @@ export function serveRpc(
   Promise.resolve()
     .then(() => fn.apply(service.target, msg.args))
     .then(
-      (result) => reply({ type: "wws:rpc-reply", id: msg.id, result }),
-      (err: unknown) => reply({ type: "wws:rpc-reply", id: msg.id, error: String(err) }),
+      (result) => reply({ type: "wws:rpc-reply", service: msg.service, id: msg.id, result }),
+      (err: unknown) =>
+        reply({ type: "wws:rpc-reply", service: msg.service, id: msg.id, error: String(err) }),
     );
 }
