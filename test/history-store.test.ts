@@ -258,3 +258,36 @@ historySuite("RedisHistoryStore", async (opts) => {
     },
   };
 });
+
+describe("RedisHistoryStore: webhook queue", () => {
+  it("queues each message once, a private one as its recipient's copy, only with messages on", async () => {
+    const client = createClient({ url: redis.url, disableOfflineQueue: true });
+    client.on("error", () => {});
+    await client.connect();
+    const prefix = `hist-hooks-${++prefixes}`;
+    const store = new RedisHistoryStore({ client, prefix, size: 5, ttlSeconds: 3600 });
+    const queue = `${prefix}:webhooks:queue`;
+    const cfg = `${prefix}:webhooks:cfg`;
+    try {
+      await store.append({ room: "r", envelope: msg("off") });
+      await client.hSet(cfg, { cap: "10", messages: "0" });
+      await store.append({ room: "r", envelope: msg("presence only") });
+      assert.equal(await client.lLen(queue), 0, "nothing without messages on");
+      await client.hSet(cfg, { messages: "1" });
+      await store.append({ room: "r", envelope: msg("room") });
+      await store.append({ room: "r", envelope: msg("private"), inboxes: ["bob", "alice"] });
+      const entries = (await client.lRange(queue, 0, -1))
+        .reverse()
+        .map((e) => JSON.parse(e) as { n: number; m: Delivery });
+      assert.deepEqual(
+        entries.map((e) => [e.n, e.m.user, e.m.envelope.data.content.message, e.m.envelope.seq]),
+        [
+          [1, undefined, "room", 3],
+          [2, "bob", "private", undefined],
+        ],
+      );
+    } finally {
+      await client.close();
+    }
+  });
+});

@@ -795,6 +795,38 @@ describe("RedisPresenceStore", () => {
     assert.deepEqual(await blue.stats(), { connections: 0, users: 0 });
   });
 
+  it("queues each announced change once for webhooks while they are enabled, bounded", async () => {
+    const client = await makeClient();
+    const store = makeStore();
+    const queue = `${prefix}:webhooks:queue`;
+    await store.join(conn("a0", "u0"));
+    assert.equal(await client.lLen(queue), 0, "webhooks off: nothing queued");
+    await client.hSet(`${prefix}:webhooks:cfg`, { cap: "3", messages: "0" });
+    await store.join(conn("a1", "u1"));
+    await store.join(conn("a2", "u1"));
+    await store.leave("a1");
+    await store.leave("a2");
+    const entries = (await client.lRange(queue, 0, -1))
+      .reverse()
+      .map((e) => JSON.parse(e) as { n: number; t: number; p: PresenceEvent });
+    // Two tabs, one user: one 202 and one 203, numbered, stamped with Redis's time.
+    assert.deepEqual(
+      entries.map((e) => [e.n, e.p.action, e.p.user.userId, e.p.count]),
+      [
+        [1, 202, "u1", 2],
+        [2, 203, "u1", 1],
+      ],
+    );
+    assert.ok(entries.every((e) => Math.abs(e.t - Date.now()) < 60_000));
+    // Full: the oldest go, counted.
+    for (const id of ["b1", "b2", "b3"]) await store.join(conn(id, id));
+    assert.deepEqual(
+      (await client.lRange(queue, 0, -1)).map((e) => (JSON.parse(e) as { n: number }).n),
+      [5, 4, 3],
+    );
+    assert.equal(await client.get(`${prefix}:webhooks:dropped`), "2");
+  });
+
   it("uses a client it is given without closing it, and rejects calls once closed", async () => {
     const client = await makeClient();
     const store = makeStore({ client });

@@ -16,11 +16,12 @@
  * after the TTL (idle rooms); should Redis lose a counter but keep its log, the next number
  * continues after the log's last entry, never below it.
  */
+import { hookLua } from "../webhooks/redis-webhook-scripts.js";
 
 const PRELUDE = `
 local B = ARGV[1]
 local function len_key(s) return #s .. ':' .. s end
-local function number_after(counter, log)
+${hookLua(":history")}local function number_after(counter, log)
   local n = redis.call('INCR', counter)
   local top = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)[1]
   if top then
@@ -61,7 +62,9 @@ local room_json = cjson.encode(room)
 local mine
 if n == 0 then
   mine = store(B .. ':seq:' .. R, B .. ':log:' .. R, 'seq', body, maxlen, ttl)
-  redis.call('PUBLISH', B .. ':messages', '{"room":' .. room_json .. ',"envelope":' .. mine .. '}')
+  local delivery = '{"room":' .. room_json .. ',"envelope":' .. mine .. '}'
+  redis.call('PUBLISH', B .. ':messages', delivery)
+  hook('m', delivery)
 else
   local done = {}
   for i = 1, n do
@@ -70,8 +73,10 @@ else
       done[user] = true
       local U = R .. ':' .. len_key(user)
       mine = store(B .. ':pseq:' .. U, B .. ':inbox:' .. U, 'pseq', body, maxlen, ttl)
-      redis.call('PUBLISH', B .. ':messages',
-        '{"room":' .. room_json .. ',"user":' .. cjson.encode(user) .. ',"envelope":' .. mine .. '}')
+      local delivery = '{"room":' .. room_json .. ',"user":' .. cjson.encode(user) .. ',"envelope":' .. mine .. '}'
+      redis.call('PUBLISH', B .. ':messages', delivery)
+      -- Webhooks get a private message once: the recipient's copy (the first inbox).
+      if i == 1 then hook('m', delivery) end
     end
   end
 end

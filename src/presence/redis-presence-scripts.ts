@@ -36,6 +36,7 @@
  * (after a Redis restart) and is retried would run after commands sent later on the same connection,
  * and a join overtaken by its own leave leaves a ghost. EVAL keeps call order = execution order.
  */
+import { hookLua } from "../webhooks/redis-webhook-scripts.js";
 
 const PRELUDE = `
 local B = ARGV[1]
@@ -66,10 +67,14 @@ local function forget_if_empty(room)
     redis.call('DEL', ver_key(room))
   end
 end
+${hookLua(":presence")}
 local function publish(action, info, room)
   local version = next_version(room)
   local count = redis.call('ZCARD', list_key(room))
-  redis.call('PUBLISH', B .. ':events', '{"action":' .. action .. ',"count":' .. count .. ',"version":' .. version .. ',"user":' .. info .. '}')
+  local event = '{"action":' .. action .. ',"count":' .. count .. ',"version":' .. version .. ',"user":' .. info .. '}'
+  redis.call('PUBLISH', B .. ':events', event)
+  -- The same event, queued for webhooks (when enabled): see redis-webhook-scripts.ts.
+  hook('p', event)
 end
 
 -- Points the user's list entry at their oldest connection, or drops it when they have none.
