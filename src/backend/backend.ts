@@ -1,4 +1,5 @@
 import type { Server } from "socket.io";
+import type { BanStore } from "../admin/ban-store.js";
 import type { Delivery, HistoryStore } from "../history/history-store.js";
 import type { SharedLimits } from "../limits/shared-limits.js";
 import type { PresenceEvent, PresenceStore } from "../presence/presence-store.js";
@@ -25,6 +26,8 @@ export interface Backend {
   readonly history: HistoryStore;
   /** Receives every stored message of the whole service, in the store's order. */
   onDelivery(listener: (delivery: Delivery) => void): void;
+  /** Bans of the admin API, shared like the rate limits. */
+  readonly bans: BanStore;
   /** Rate limiters whose counts every worker (and, in Redis mode, every node) shares. */
   readonly sharedLimits: SharedLimits;
   /** Called with false when the shared backend is lost and true when it is back. */

@@ -1,5 +1,6 @@
 import { createAdapter } from "@socket.io/cluster-adapter";
 import type { Server } from "socket.io";
+import { IpcBanStore } from "../admin/ban-store.js";
 import type { PrimaryToWorker } from "../cluster/ipc-messages.js";
 import { isOurs } from "../cluster/ipc-messages.js";
 import type { Delivery } from "../history/history-store.js";
@@ -13,6 +14,8 @@ import type { Backend } from "./backend.js";
 export class ClusterBackend implements Backend {
   readonly presence = new IpcPresenceStore();
   readonly history = new IpcHistoryStore();
+  /** Kept in the primary. */
+  readonly bans = new IpcBanStore();
 
   /** Counted in the primary, one IPC round trip per call. */
   readonly sharedLimits = new IpcSharedLimits();

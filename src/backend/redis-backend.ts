@@ -2,6 +2,7 @@ import { createAdapter } from "@socket.io/redis-adapter";
 import { RateLimiterMemory, RateLimiterRedis, RLWrapperTimeouts } from "rate-limiter-flexible";
 import { createClient } from "redis";
 import type { Server } from "socket.io";
+import { RedisBanStore } from "../admin/redis-ban-store.js";
 import type { Config } from "../config/config.js";
 import type { Delivery } from "../history/history-store.js";
 import { parseDelivery, RedisHistoryStore } from "../history/redis-history-store.js";
@@ -44,6 +45,7 @@ export const ownerTtlMs = (nodeTimeout: number) => nodeTimeout * 1000 - reapInte
 export class RedisBackend implements Backend {
   readonly presence: LocalTrackingStore;
   readonly history: RedisHistoryStore;
+  readonly bans: RedisBanStore;
   private heartbeat?: Heartbeat;
   private reaper?: NodeJS.Timeout;
   private healthListeners: ((up: boolean) => void)[] = [];
@@ -72,6 +74,7 @@ export class RedisBackend implements Backend {
         ownerTtlSeconds: ownerTtlMs(config.nodeTimeout) / 1000,
       }),
     );
+    this.bans = new RedisBanStore(cmd, config.redisPrefix);
     this.history = new RedisHistoryStore({
       client: hist,
       prefix: config.redisPrefix,

@@ -20,7 +20,7 @@ import { PresenceViews } from "./presence-views.js";
 import type { Ack, Envelope, UserInfo } from "./protocol.js";
 import { Action } from "./protocol.js";
 import { type Resume, RoomFeed } from "./room-feed.js";
-import { roomKey, userKey } from "./rooms.js";
+import { anyRoomKey, roomKey, userKey } from "./rooms.js";
 import {
   type CheckedMessage,
   type MessageLimits,
@@ -240,7 +240,7 @@ export class ChatServer {
     const user = socket.data.user;
     const { presence } = this.opts;
     socket.emit("message", envelope(Action.UserInfo, "state", { userInfo: user }));
-    socket.join([roomKey(user.room), userKey(user.room, user.userId)]);
+    socket.join([roomKey(user.room), userKey(user.room, user.userId), anyRoomKey(user.userId)]);
     // Live messages wait until this client's replay is done (in the same tick as the join).
     this.feed.hold(socket);
     socket.on("disconnect", (reason) => this.onDisconnect(socket, reason));

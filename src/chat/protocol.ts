@@ -165,6 +165,12 @@ export const ErrorCodes = [
   "E_RESERVED_NAME",
   /** The message could not be stored (Redis unreachable): not delivered to anyone; retry. */
   "E_UNAVAILABLE",
+  /** An operator disconnected the user everywhere (admin API); retryAfterMs when also banned. */
+  "E_DISCONNECTED",
+  /** An operator removed the user from the room (admin API). */
+  "E_KICKED",
+  /** A handshake of a banned user (admin API); carries retryAfterMs. */
+  "E_BANNED",
 ] as const;
 export type ErrorCode = (typeof ErrorCodes)[number];
 

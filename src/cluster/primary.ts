@@ -10,6 +10,7 @@ import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setupPrimary as setupClusterAdapter } from "@socket.io/cluster-adapter";
+import { BAN_METHODS, BANS_SERVICE, MemoryBanStore } from "../admin/ban-store.js";
 import { CLEAN_NODE_ENV } from "../backend/backend.js";
 import { waitForRedis } from "../backend/wait-for-redis.js";
 import { type Config, parseRate } from "../config/config.js";
@@ -100,6 +101,8 @@ export class Primary {
   private readonly server: net.Server;
   private readonly balancer: StickyBalancer;
   private readonly ledger: ConnectionLedger;
+  /** The admin API's bans (cluster mode), kept here so that every worker sees them. */
+  private readonly bans = new MemoryBanStore();
   private headTimeouts = 0;
   private readonly health: Server;
   private readonly metrics: NodeMetrics;
@@ -259,6 +262,7 @@ export class Primary {
           {
             [HISTORY_SERVICE]: { target: this.history, methods: HISTORY_METHODS },
             [LIMITS_SERVICE]: { target: this.limits, methods: LIMITS_METHODS },
+            [BANS_SERVICE]: { target: this.bans, methods: BAN_METHODS },
           },
           msg,
           (reply) => this.send(worker, reply),

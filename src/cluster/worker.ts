@@ -2,12 +2,15 @@ import cluster from "node:cluster";
 import { createServer } from "node:http";
 import type net from "node:net";
 import { Server } from "socket.io";
+import { AdminActions } from "../admin/admin-actions.js";
+import { refuseBanned } from "../admin/ban-guard.js";
 import { Authenticator } from "../auth/authenticate.js";
 import type { Backend } from "../backend/backend.js";
 import { ClusterBackend } from "../backend/cluster-backend.js";
 import { type ChatIo, ChatServer, type ChatSocket } from "../chat/chat-server.js";
 import { guardedParser, refuseBadHandshakes } from "../chat/guarded-parser.js";
 import type { Config } from "../config/config.js";
+import { adminApi } from "../http/admin-api.js";
 import { Admission, corsFor } from "../http/admission.js";
 import { pushApi } from "../http/push-api.js";
 import { staticFiles } from "../http/static-files.js";
@@ -53,8 +56,16 @@ export function runWorker(): void {
     maxMessageLength: config.maxMessageLength,
     maxImageBytes: config.maxImageBytes,
   });
+  const admin = adminApi({
+    adminKey: config.adminKey,
+    presence: () => backend?.presence,
+    bans: () => backend?.bans,
+    actions: () => adminActions,
+    maxMessageLength: config.maxMessageLength,
+  });
   const httpServer = createServer((req, res) => {
-    if (req.url?.startsWith("/api/")) void api(req, res);
+    if (req.url?.startsWith("/api/v1/admin/")) void admin(req, res);
+    else if (req.url?.startsWith("/api/")) void api(req, res);
     else void files(req, res);
   });
   const accept = (data: Buffer, socket: net.Socket) => {
@@ -64,6 +75,7 @@ export function runWorker(): void {
   };
 
   let chat: ChatServer | undefined;
+  let adminActions: AdminActions | undefined;
   let guard: FloodGuard | undefined;
   let backend: Backend | undefined;
   let stopping: Promise<void> | undefined;
@@ -202,6 +214,9 @@ export function runWorker(): void {
       historyOnJoin: config.historyOnJoin,
       guard,
     });
+    adminActions = new AdminActions(io, log);
+    // After the ChatServer's own middleware (the user is known), before the per-user slots.
+    refuseBanned(io, backend.bans, log);
     // After the ChatServer's own middleware: the user is known, nothing else refuses after it.
     admission.limitUsers(io);
     backend.onPresence(chat.deliverPresence.bind(chat));
