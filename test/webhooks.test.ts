@@ -190,7 +190,7 @@ describe("webhooks, cluster mode", { timeout: 120_000 }, () => {
       latencies.push(performance.now() - t0);
     }
     const worst = Math.max(...latencies);
-    assert.ok(worst < 500, `worst delivery ${worst.toFixed(0)} ms with a hanging receiver`);
+    assert.ok(worst < 1000, `worst delivery ${worst.toFixed(0)} ms with a hanging receiver`);
     assert.equal(r.acked.length, 0);
   });
 
