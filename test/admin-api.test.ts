@@ -63,11 +63,11 @@ function adminSuite(name: string, setup: () => Promise<Setup>): void {
     let s: Setup;
     let n = 0;
     /** Connects the next client, alternating between the entry points. */
-    const connect = (userId: string, room: string, at = n++) =>
+    const connect = (userId: string, room: string, at = n++, transport = "websocket") =>
       pool.connect(
         s.urls[at % s.urls.length],
         { username: userId, userId, room },
-        { transports: ["websocket"] },
+        { transports: [transport] },
       );
     const api = (method: string, path: string, body?: unknown) => call(s.api, method, path, body);
 
@@ -132,10 +132,11 @@ function adminSuite(name: string, setup: () => Promise<Setup>): void {
       const dev = fresh("dev");
       const alice = fresh("alice");
       const bob = fresh("bob");
+      // Over both transports: a polling tab gets the notice with its next poll, then the close.
       const tabs = [
         await connect(alice, ops, 0),
-        await connect(alice, ops, 1),
-        await connect(alice, dev, 2),
+        await connect(alice, ops, 1, "polling"),
+        await connect(alice, dev, 2, "polling"),
         await connect(alice, dev, 3),
       ];
       const b = await connect(bob, ops);
