@@ -4,11 +4,19 @@
  * Prometheus exposition format, and the endpoint takes the admin key when one is set.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import type { Envelope } from "../src/chat/protocol.js";
 import { type ChatClient, ClientPool, connectError } from "./support/chat-client.js";
 import { type RedisServer, startRedisServer } from "./support/redis-server.js";
-import { SCRIPTED_RATES, type ServiceHandle, startService, waitUntil } from "./support/service.js";
+import {
+  ROOT,
+  SCRIPTED_RATES,
+  type ServiceHandle,
+  startService,
+  waitUntil,
+} from "./support/service.js";
 
 const pool = new ClientPool();
 afterEach(() => pool.closeAll());
@@ -309,6 +317,19 @@ describe("metrics, Redis mode", () => {
   after(async () => {
     await service?.stop();
     await redis?.stop();
+  });
+
+  it("has every metric the Grafana dashboard queries", async () => {
+    const dashboard = readFileSync(path.join(ROOT, "deploy/grafana/weigot-ws.json"), "utf8");
+    const used = new Set(dashboard.match(/\b(?:weigot_ws|process|nodejs)_[a-z0-9_]+/g));
+    assert.ok(used.size >= 15, `${used.size} metrics in the dashboard`);
+    // Families, declared by TYPE even before a labelled counter has its first sample.
+    const { text: body } = await scrape(service);
+    const families = new Set([...body.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
+    for (const name of used) {
+      const family = name.replace(/_(bucket|sum|count)$/, "");
+      assert.ok(families.has(name) || families.has(family), `${name} is not in the scrape`);
+    }
   });
 
   it("reports Redis up with its PING time, then down while it is stopped", async () => {

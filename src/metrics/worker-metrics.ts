@@ -13,8 +13,6 @@ export interface WorkerMetricsOptions {
 }
 
 const ROOM_PREFIX = roomKey("");
-/** Both presence gauges of one scrape share a store call. */
-const PRESENCE_REUSE_MS = 500;
 
 /**
  * A worker's side of the node's scrape: its default process metrics (labelled with the
@@ -41,14 +39,16 @@ export function workerMetrics(opts: WorkerMetricsOptions): void {
     for (const key of namespace.adapter.rooms.keys()) if (key.startsWith(ROOM_PREFIX)) n++;
     return n;
   };
-  let asked: { at: number; stats: ReturnType<NonNullable<typeof sources.presence>> } | undefined;
+  // Both presence gauges are collected at once (concurrently): they share the store call in
+  // flight. A store that does not answer leaves the gauges at their last values.
+  let asking: ReturnType<NonNullable<typeof sources.presence>> | undefined;
   sources.presence = () => {
-    if (!asked || Date.now() - asked.at > PRESENCE_REUSE_MS) {
-      const call = opts.presence()?.stats() ?? Promise.resolve(undefined);
-      // A store that does not answer leaves the gauges at their last values.
-      asked = { at: Date.now(), stats: call.catch(() => undefined) };
-    }
-    return asked.stats;
+    asking ??= (opts.presence()?.stats() ?? Promise.resolve(undefined))
+      .catch(() => undefined)
+      .finally(() => {
+        asking = undefined;
+      });
+    return asking;
   };
   // The cluster backend is the primary itself: up while this worker answers. The Redis backend
   // sets its own (redis-metrics.ts).
