@@ -253,8 +253,9 @@ class Churn {
       pool.agents.map((a, i) =>
         a.send({
           group,
-          senders: split[i],
-          rate: (split[i] * MESSAGES_PER_CONNECTION * 1000) / sendMs,
+          // the connections that opened: fewer senders must not mean more messages each
+          senders: results[i].opened,
+          rate: (results[i].opened * MESSAGES_PER_CONNECTION * 1000) / sendMs,
           durationMs: sendMs,
           tag: 1,
           pad: 0,
