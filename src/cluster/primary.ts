@@ -90,7 +90,9 @@ export class Primary {
   private readonly store = new MemoryPresenceStore((event) => {
     for (const slot of this.slots.values())
       this.send(slot.worker, { type: "wws:presence-event", event });
-    this.webhooks?.presence(event);
+    // Before any worker exists, the changes are the previous run's users put back (restart):
+    // receivers were never told they left, so they are not told they came.
+    if (this.slots.size > 0) this.webhooks?.presence(event);
   });
   /** Cluster mode's webhooks: the primary's stores see every change once, so it sends them. */
   private readonly webhooks: ClusterWebhooks | undefined;
