@@ -39,9 +39,20 @@ async function health(container: string): Promise<boolean> {
   return (await podman(["healthcheck", "run", container])).code === 0;
 }
 
-/** Podman runs healthchecks from systemd timers, and no systemd runs here: run them ourselves. */
-function waitHealthy(container: string, timeoutMs = 60_000): Promise<boolean> {
-  return waitUntil(() => health(container), `${container} healthy`, timeoutMs, 500);
+/**
+ * Podman runs healthchecks from systemd timers, and no systemd runs here: run them ourselves.
+ * On a timeout the error carries the container's logs and its last healthcheck output.
+ */
+async function waitHealthy(container: string, timeoutMs = 60_000): Promise<void> {
+  try {
+    await waitUntil(() => health(container), `${container} healthy`, timeoutMs, 500);
+  } catch (err) {
+    const check = await podman(["healthcheck", "run", container]);
+    const logs = await podman(["logs", "--tail", "30", container]);
+    throw new Error(
+      `${String(err)}\nhealthcheck: ${check.stdout}${check.stderr}\nlogs:\n${logs.stdout}${logs.stderr}`,
+    );
+  }
 }
 
 async function state(container: string): Promise<{ running: boolean; exitCode: number }> {
