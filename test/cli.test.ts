@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { after, afterEach, describe, it } from "node:test";
 import { ChatClient, ClientPool } from "./support/chat-client.js";
+import { freePort } from "./support/nginx.js";
 import {
   type CliResult,
   runCli,
@@ -47,14 +47,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 function show(r: CliResult): string {

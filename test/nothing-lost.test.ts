@@ -7,11 +7,11 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { after, afterEach, before, describe, it, type TestContext } from "node:test";
 import type { ClientOptions } from "./support/chat-client.js";
 import { type CutMode, type CutRelay, startCutRelay } from "./support/cut-relay.js";
+import { freePort } from "./support/nginx.js";
 import { settle, startTraffic, verdict } from "./support/nothing-lost.js";
 import { ResilientClient, waitFor } from "./support/resilient-client.js";
 import {
@@ -165,14 +165,6 @@ describe("nothing lost: reload and a worker SIGKILL", { timeout: 180_000 }, () =
     report(t, "worker SIGKILL", room);
   });
 });
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 describe("nothing lost: restart", { timeout: 120_000 }, () => {
   it("restart under traffic (the history is handed to the next start)", async (t) => {

@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { ChatClient } from "./support/chat-client.js";
+import { freePort } from "./support/nginx.js";
 import { PresenceView } from "./support/presence-view.js";
 import {
   runCli,
@@ -60,14 +60,6 @@ async function settled(tabs: ChatClient[], views: PresenceView[], what: string):
 
 function changes(views: PresenceView[]): number {
   return views.reduce((n, v) => n + v.changesFor(everyone), 0);
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 describe("no presence flaps or storms", { timeout: 150_000 }, () => {
