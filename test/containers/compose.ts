@@ -26,6 +26,8 @@ export interface Service {
   /** Container ports published on 127.0.0.1 (ports: and expose:), each to a free host port. */
   ports: number[];
   environment: Record<string, string>;
+  /** Has a healthcheck (else it counts as up once running, as in compose). */
+  healthcheck: boolean;
 }
 
 const KNOWN = new Set([
@@ -111,6 +113,7 @@ export function composeServices(file: string, vars: Record<string, string> = {})
       stopGraceS,
       ports,
       environment,
+      healthcheck: hc !== undefined,
     };
   });
 }

@@ -21,6 +21,12 @@ const REPO = "localhost/weigot-ws-ci";
 /** The CA bundle the host trusts: a build behind a TLS-inspecting proxy needs it for npm ci. */
 const HOST_CA = "/etc/ssl/certs/ca-certificates.crt";
 
+/**
+ * Every build: no intermediate images left behind, and the host's network (from the bridge
+ * network, netavark's NAT to this host's resolver fails: npm ci and apt-get would hang).
+ */
+const BUILD = ["--layers=false", "--network", "host"];
+
 /** One line per step: how long each image took (cold) or that it was cached. */
 export const timings: string[] = [];
 
@@ -51,9 +57,7 @@ async function buildOnce(
     writeFileSync(path.join(dir, "Containerfile"), containerfile);
     for (const [to, from] of Object.entries(files))
       cpSync(from, path.join(dir, to), { recursive: true });
-    await timed(name, () =>
-      must(["build", "--layers=false", "-t", ref, "-f", "Containerfile", dir]),
-    );
+    await timed(name, () => must(["build", ...BUILD, "-t", ref, "-f", "Containerfile", dir]));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -138,7 +142,7 @@ export async function projectImage(root: string, node: string, ref: string): Pro
   await timed("project image (docker/Dockerfile)", () =>
     must([
       "build",
-      "--layers=false",
+      ...BUILD,
       // The OCI image format has no HEALTHCHECK: podman would drop it.
       "--format",
       "docker",
