@@ -101,7 +101,18 @@ files = ${dir}/conf.d/*.conf
       return "";
     }
   };
-  await waitUntil(async () => (await ctl("pid")).code === 0, "supervisord to answer", 15_000);
+  let failed: Error | undefined;
+  proc.once("error", (err) => {
+    failed = new Error(`supervisord (Debian: apt-get install supervisor): ${err.message}`);
+  });
+  await waitUntil(
+    async () => {
+      if (failed) throw failed;
+      return (await ctl("pid")).code === 0;
+    },
+    "supervisord to answer",
+    15_000,
+  );
   let stopping: Promise<void> | undefined;
   return {
     dir,
