@@ -81,10 +81,12 @@ function parseExposition(text: string): Sample[] {
       ? rawValue.startsWith("-")
         ? -Infinity
         : Infinity
-      : rawValue === "NaN"
+      : /^nan$/i.test(rawValue)
         ? Number.NaN
         : Number(rawValue);
-    assert.ok(rawValue === "NaN" || !Number.isNaN(value), `${where}: bad value`);
+    // prom-client writes "Nan" (a gauge with no sample yet, e.g. the primary's event-loop lag);
+    // Prometheus reads NaN in any case (Go's ParseFloat).
+    assert.ok(/^nan$/i.test(rawValue) || !Number.isNaN(value), `${where}: bad value`);
     const key = `${name}${JSON.stringify(Object.entries(labels).sort())}`;
     assert.ok(!seen.has(key), `${where}: sample twice`);
     seen.add(key);
