@@ -166,6 +166,20 @@ describe("bad configuration is refused with exit 1, naming the key", { timeout: 
     });
   }
 
+  it("status, stop and reload name a bad value too, without a stack trace", () => {
+    const pidFile = path.join(newDir(), "w.pid");
+    for (const cmd of ["status", "stop", "reload"]) {
+      const r = runCli([cmd, "--pid-file", pidFile], { WEIGOT_WS_WORKERS: "two" });
+      assert.equal(r.code, 1, show(r));
+      assert.match(
+        r.stderr,
+        /^weigot-ws: invalid workers \(--workers \/ WEIGOT_WS_WORKERS\)/,
+        show(r),
+      );
+      assert.doesNotMatch(r.stderr, /\n\s+at /, "a message, not a stack trace");
+    }
+  });
+
   it("a config file with a bad value", () => {
     const dir = newDir();
     const pidFile = path.join(dir, "w.pid");

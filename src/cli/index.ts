@@ -13,15 +13,22 @@ const args = hideBin(process.argv);
 
 /** Runs a command and exits with its code; a bad config is reported by key, not as a stack. */
 function run(fn: () => Promise<number>): Promise<void> {
-  return fn().then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      const message =
-        err instanceof ConfigError ? err.message : err instanceof Error ? err.message : String(err);
-      process.stderr.write(`weigot-ws: ${message}\n`);
-      process.exit(1);
-    },
-  );
+  // A config error thrown before fn's first await must end up here too, not as a stack trace.
+  return Promise.resolve()
+    .then(fn)
+    .then(
+      (code) => process.exit(code),
+      (err: unknown) => {
+        const message =
+          err instanceof ConfigError
+            ? err.message
+            : err instanceof Error
+              ? err.message
+              : String(err);
+        process.stderr.write(`weigot-ws: ${message}\n`);
+        process.exit(1);
+      },
+    );
 }
 
 // Every command accepts every option (hidden), so that the environment a deployment sets for
