@@ -78,11 +78,18 @@ export function serveRpc(
     return;
   }
   const fn = (service.target as Record<string, (...a: unknown[]) => Promise<unknown>>)[msg.method];
-  Promise.resolve()
-    .then(() => fn.apply(service.target, msg.args))
-    .then(
-      (result) => reply({ type: "wws:rpc-reply", service: msg.service, id: msg.id, result }),
-      (err: unknown) =>
-        reply({ type: "wws:rpc-reply", service: msg.service, id: msg.id, error: String(err) }),
-    );
+  // Called at once, not in a later microtask: what the call does (a stored message delivered to
+  // every worker) must go out before what later IPC messages do (a presence leave's 203), or a
+  // user's last message could reach the room after their 203.
+  let result: Promise<unknown>;
+  try {
+    result = Promise.resolve(fn.apply(service.target, msg.args));
+  } catch (err) {
+    result = Promise.reject(err);
+  }
+  result.then(
+    (result) => reply({ type: "wws:rpc-reply", service: msg.service, id: msg.id, result }),
+    (err: unknown) =>
+      reply({ type: "wws:rpc-reply", service: msg.service, id: msg.id, error: String(err) }),
+  );
 }
