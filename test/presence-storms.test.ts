@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { after, describe, it } from "node:test";
+import { RECONNECT_GRACE_MS } from "../src/presence/reconnect-grace.js";
 import { ChatClient } from "./support/chat-client.js";
 import { freePort } from "./support/nginx.js";
 import { PresenceView } from "./support/presence-view.js";
@@ -45,6 +46,33 @@ function connectAll(url: string, room: string): { tabs: ChatClient[]; views: Pre
 }
 
 const everyone = Array.from({ length: USERS }, (_, i) => `u${i}`).sort();
+
+/**
+ * Waits for the store to hold exactly the live tabs: the entries kept for the grace (a dead
+ * worker's, a previous run's) are gone, which happens only once the grace has passed.
+ */
+async function reaped(pidArgs: string[], tabs: ChatClient[]): Promise<void> {
+  const live = tabs.length;
+  await waitUntil(
+    async () => {
+      const r = await runCliAsync(["status", "--json", ...pidArgs]);
+      const s = JSON.parse(r.stdout) as {
+        users: number;
+        workers: { presence?: { connections: number } }[];
+      };
+      return s.workers.some((w) => w.presence?.connections === live);
+    },
+    "the entries kept for the grace to be removed",
+    RECONNECT_GRACE_MS + 10_000,
+    250,
+  );
+  // A 203 wrongly sent by that removal would come before a message stored after it.
+  const text = `after the grace ${Date.now()}`;
+  tabs[0].send({ type: "text", content: { message: text } });
+  for (const t of tabs) {
+    await t.waitFor((e) => e.data.content.message === text, "the marker after the grace", 10_000);
+  }
+}
 
 async function settled(tabs: ChatClient[], views: PresenceView[], what: string): Promise<void> {
   await waitUntil(
@@ -88,8 +116,8 @@ describe("no presence flaps or storms", { timeout: 150_000 }, () => {
       "some clients cut by the crash",
     );
     await settled(tabs, views, "everyone back after the crash");
-    // Past the grace: the dead worker's entries are reaped, and nobody was anyone's last tab.
-    await new Promise((resolve) => setTimeout(resolve, 11_000));
+    // Once the grace has passed the dead worker's entries are reaped; nobody was anyone's last tab.
+    await reaped(["--pid-file", service.pidFile], tabs);
     assert.equal(changes(views), 0, "202/203 received after the worker crash");
   });
 
@@ -118,8 +146,8 @@ describe("no presence flaps or storms", { timeout: 150_000 }, () => {
     const r = await runCliAsync(["restart", "--pid-file", pidFile]);
     assert.equal(r.code, 0, r.stderr);
     await settled(tabs, views, "everyone back after the restart");
-    // Past the grace, the restored entries of clients that came back are gone without a 203.
-    await new Promise((resolve) => setTimeout(resolve, 11_000));
+    // Once the grace has passed the restored entries of clients that came back are gone, no 203.
+    await reaped(["--pid-file", pidFile], tabs);
     const received = changes(views);
     assert.equal(received, 0, `${received} 202/203 received after the restart`);
     await settled(tabs, views, "everyone still listed");

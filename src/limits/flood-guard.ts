@@ -59,7 +59,9 @@ const NOUN: Record<Kind, string> = {
  * a connection collecting more than `maxRefusals` refusals in 10 s is told so and disconnected.
  */
 export class FloodGuard {
-  private readonly limits: Record<Kind, Limit[]>;
+  /** Per kind, split once: the worker's own limits (checked first), then the per-user ones. */
+  private readonly local: Record<Kind, Limit[]>;
+  private readonly perUser: Record<Kind, Limit[]>;
   private readonly refusals?: RateLimiterMemory;
   private readonly conns = new WeakMap<Socket, ConnState>();
   /** Refusals since start by code, and `disconnects` for abuse (status --json). */
@@ -88,7 +90,7 @@ export class FloodGuard {
       ];
     };
     // Local limits first: a flood is refused without a round trip to the shared store.
-    this.limits = {
+    const limits: Record<Kind, Limit[]> = {
       message: [
         ...make("conn-msg", c.messageRate, {}),
         ...make("conn-msg-bytes", c.messageBytesRate, { bytes: true }),
@@ -98,6 +100,12 @@ export class FloodGuard {
       state: make("conn-state", c.stateRate, {}),
       query: make("conn-query", c.queryRate, {}),
     };
+    const split = (perUser: boolean) =>
+      Object.fromEntries(
+        Object.entries(limits).map(([k, l]) => [k, l.filter((x) => x.perUser === perUser)]),
+      ) as Record<Kind, Limit[]>;
+    this.local = split(false);
+    this.perUser = split(true);
     if (c.maxRefusals > 0) {
       this.refusals = new RateLimiterMemory({
         keyPrefix: "refusals",
@@ -184,14 +192,13 @@ export class FloodGuard {
   }
 
   private async check(kind: Kind, fd: string, userId: string, bytes: number): Promise<Verdict> {
-    const limits = this.limits[kind];
-    const local = limits.filter((l) => !l.perUser);
-    for (const limit of local) {
-      if (!limit.limiter || (limit.bytes && bytes === 0)) continue;
-      const v = await consume(limit.limiter, fd, limit.bytes ? bytes : 1);
+    for (const limit of this.local[kind]) {
+      if (limit.bytes && bytes === 0) continue;
+      const v = await consume(limit.limiter as RateLimiterAbstract, fd, limit.bytes ? bytes : 1);
       if (!v.ok) return { ...v, limit };
     }
-    const shared = limits.filter((l) => l.perUser && !(l.bytes && bytes === 0));
+    const perUser = this.perUser[kind];
+    const shared = bytes > 0 ? perUser : perUser.filter((l) => !l.bytes);
     if (shared.length === 0) return { ok: true };
     // Count and bytes in one call: one round trip to the shared counts per message.
     const verdicts = await this.opts.shared.consume(
