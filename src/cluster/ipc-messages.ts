@@ -10,7 +10,6 @@ import type { PresenceEvent } from "../presence/presence-store.js";
  */
 export type PrimaryToWorker =
   | { type: "wws:connection"; data: Uint8Array }
-  | { type: "wws:presence-reply"; id: number; result?: unknown; error?: string }
   | { type: "wws:drain"; notice: string; graceMs: number }
   | { type: "wws:reap"; owner: string }
   | { type: "wws:presence-event"; event: PresenceEvent }
@@ -36,7 +35,6 @@ export interface WorkerStats {
 
 export type WorkerToPrimary =
   | { type: "wws:ready"; owner: string }
-  | { type: "wws:presence-call"; id: number; method: string; args: unknown[] }
   | { type: "wws:stats-reply"; id: number; stats: WorkerStats }
   | { type: "wws:health"; backendUp: boolean }
   | { type: "wws:rpc-call"; id: number; service: string; method: string; args: unknown[] }

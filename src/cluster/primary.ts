@@ -21,7 +21,7 @@ import { ClientAddresses } from "../http/client-address.js";
 import { LIMITS_METHODS, LIMITS_SERVICE, primaryLimits } from "../limits/shared-limits.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { isMetricsRequest, NodeMetrics } from "../metrics/node-metrics.js";
-import { servePresence } from "../presence/ipc-presence-store.js";
+import { PRESENCE_METHODS, PRESENCE_SERVICE } from "../presence/ipc-presence-store.js";
 import { MemoryPresenceStore } from "../presence/memory-presence-store.js";
 import {
   handoverPath,
@@ -100,6 +100,8 @@ export class Primary {
   private readonly limits = primaryLimits();
   /** Cluster mode's history: every stored message goes to every worker, in order. */
   private readonly history: MemoryHistoryStore;
+  /** What workers may call in the primary (see serveRpc). */
+  private rpcServices?: Parameters<typeof serveRpc>[0];
   private readonly server: net.Server;
   private readonly balancer: StickyBalancer;
   private readonly ledger: ConnectionLedger;
@@ -260,18 +262,14 @@ export class Primary {
         this.flushReaps();
         break;
       case "wws:rpc-call":
-        serveRpc(
-          {
-            [HISTORY_SERVICE]: { target: this.history, methods: HISTORY_METHODS },
-            [LIMITS_SERVICE]: { target: this.limits, methods: LIMITS_METHODS },
-            [BANS_SERVICE]: { target: this.bans, methods: BAN_METHODS },
-          },
-          msg,
-          (reply) => this.send(worker, reply),
-        );
-        break;
-      case "wws:presence-call":
-        servePresence(this.store, msg, (reply) => this.send(worker, reply));
+        // Built once: this runs for every chat message (its history append and its limits).
+        this.rpcServices ??= {
+          [PRESENCE_SERVICE]: { target: this.store, methods: PRESENCE_METHODS },
+          [HISTORY_SERVICE]: { target: this.history, methods: HISTORY_METHODS },
+          [LIMITS_SERVICE]: { target: this.limits, methods: LIMITS_METHODS },
+          [BANS_SERVICE]: { target: this.bans, methods: BAN_METHODS },
+        };
+        serveRpc(this.rpcServices, msg, (reply) => this.send(worker, reply));
         break;
       case "wws:stats-reply":
         this.statsWaiters.get(msg.id)?.(msg.stats);

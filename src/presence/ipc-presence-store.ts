@@ -1,6 +1,5 @@
 import type { UserInfo } from "../chat/protocol.js";
-import type { PrimaryToWorker, WorkerToPrimary } from "../cluster/ipc-messages.js";
-import { isOurs } from "../cluster/ipc-messages.js";
+import { IpcRpc } from "../cluster/ipc-rpc.js";
 import type {
   JoinResult,
   LeaveResult,
@@ -10,39 +9,30 @@ import type {
   RoomCounts,
 } from "./presence-store.js";
 
-type Pending = { resolve: (value: unknown) => void; reject: (err: Error) => void };
+/** The service name of the primary's presence store on the IPC channel (served by serveRpc). */
+export const PRESENCE_SERVICE = "presence";
+export const PRESENCE_METHODS: ReadonlySet<string> = new Set([
+  "join",
+  "leave",
+  "list",
+  "count",
+  "snapshot",
+  "find",
+  "removeOwner",
+  "roomCounts",
+  "roomConnections",
+  "stats",
+]);
 
 /**
  * A worker's view of the node's presence store, which lives in the primary
- * (see `servePresence`). Calls travel over the cluster IPC channel, in order.
+ * (served there by serveRpc). Calls travel over the cluster IPC channel, in order.
  */
 export class IpcPresenceStore implements PresenceStore {
-  private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
-  private readonly onMessage = (msg: unknown) => {
-    if (!isOurs<PrimaryToWorker>(msg) || msg.type !== "wws:presence-reply") return;
-    const call = this.pending.get(msg.id);
-    if (!call) return;
-    this.pending.delete(msg.id);
-    if (msg.error !== undefined) call.reject(new Error(msg.error));
-    else call.resolve(msg.result);
-  };
-
-  constructor(private readonly channel: NodeJS.Process = process) {
-    channel.on("message", this.onMessage);
-  }
+  private readonly rpc = new IpcRpc(PRESENCE_SERVICE);
 
   private call<T>(method: string, args: unknown[]): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      if (!this.channel.connected || !this.channel.send) {
-        reject(new Error("the primary is gone"));
-        return;
-      }
-      const id = this.nextId++;
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      const msg: WorkerToPrimary = { type: "wws:presence-call", id, method, args };
-      this.channel.send(msg);
-    });
+    return this.rpc.call<T>(method, args);
   }
 
   join(conn: PresenceConnection): Promise<JoinResult> {
@@ -77,40 +67,6 @@ export class IpcPresenceStore implements PresenceStore {
     return this.call("stats", []);
   }
   async close(): Promise<void> {
-    this.channel.off("message", this.onMessage);
-    for (const call of this.pending.values()) call.reject(new Error("presence store closed"));
-    this.pending.clear();
+    this.rpc.close();
   }
-}
-
-const METHODS = new Set([
-  "join",
-  "leave",
-  "list",
-  "count",
-  "snapshot",
-  "find",
-  "removeOwner",
-  "roomCounts",
-  "roomConnections",
-  "stats",
-]);
-
-/** Primary side: answers a worker's presence calls from the node's store. */
-export function servePresence(
-  store: PresenceStore,
-  msg: Extract<WorkerToPrimary, { type: "wws:presence-call" }>,
-  reply: (msg: PrimaryToWorker) => void,
-): void {
-  if (!METHODS.has(msg.method)) {
-    reply({ type: "wws:presence-reply", id: msg.id, error: `unknown method ${msg.method}` });
-    return;
-  }
-  const fn = (store as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[
-    msg.method
-  ];
-  fn.apply(store, msg.args).then(
-    (result) => reply({ type: "wws:presence-reply", id: msg.id, result }),
-    (err: unknown) => reply({ type: "wws:presence-reply", id: msg.id, error: String(err) }),
-  );
 }
