@@ -461,8 +461,12 @@ describe("frames no client should send", { timeout: 120_000 }, () => {
           if (withAck) c.socket.emit(...emitted, () => {});
           else c.socket.emit(...emitted);
         } catch (err) {
-          // socket.io-client itself refuses its reserved names ("connect", "disconnect", …).
+          // socket.io-client itself refuses its reserved names ("connect", "disconnect", …), and
+          // throws on a name it cannot even compare (an object whose toString is not a function):
+          // thrown synchronously by emit, so nothing left the client. Raw frames (above) carry
+          // such names to the server anyway.
           if (/reserved event name/.test(String(err))) return;
+          if (err instanceof TypeError && typeof name === "object" && name !== null) return;
           throw err;
         }
         const info = await c.request("info");
