@@ -1,5 +1,5 @@
 import type { Namespace } from "socket.io";
-import type { ChatIo } from "../chat/chat-io.js";
+import type { ChatNamespace } from "../chat/chat-io.js";
 import { envelope } from "../chat/envelope.js";
 import { Action, type ErrorInfo } from "../chat/protocol.js";
 import { anyRoomKey, roomKey, userKey } from "../chat/rooms.js";
@@ -30,11 +30,11 @@ export class AdminActions {
   private readonly nsp: Namespace;
 
   constructor(
-    private readonly io: ChatIo,
+    private readonly io: ChatNamespace,
     private readonly log: Logger,
   ) {
     // InterServerEvents is empty in the typed server: our one server-side event is untyped here.
-    this.nsp = io.of("/") as unknown as Namespace;
+    this.nsp = io as unknown as Namespace;
     this.nsp.on(ADMIN_EVENT, (cmd: AdminCommand, ack?: (n: number) => void) => {
       const n = this.applyLocal(cmd);
       if (typeof ack === "function") ack(n);
@@ -62,7 +62,7 @@ export class AdminActions {
 
   /** Notifies then disconnects this server's sockets the command is about; returns how many. */
   private applyLocal(cmd: AdminCommand): number {
-    const nsp = this.io.of("/");
+    const nsp = this.io;
     const key = cmd.kind === "disconnect" ? anyRoomKey(cmd.userId) : userKey(cmd.room, cmd.userId);
     const ids = nsp.adapter.rooms.get(key);
     if (!ids) return 0;

@@ -1,4 +1,4 @@
-import type { ChatIo } from "../chat/chat-io.js";
+import type { ChatNamespace } from "../chat/chat-io.js";
 import type { ErrorInfo } from "../chat/protocol.js";
 import type { Logger } from "../log/logger.js";
 import { withTimeout } from "../util/deferred.js";
@@ -12,7 +12,7 @@ const BAN_CHECK_TIMEOUT_MS = 1000;
  * retryAfterMs }). Installed after the ChatServer's middleware, which knows the user. A store that
  * cannot answer (Redis down) admits: an outage must not lock every user out.
  */
-export function refuseBanned(io: ChatIo, bans: BanStore, log: Logger): void {
+export function refuseBanned(io: ChatNamespace, bans: BanStore, log: Logger): void {
   io.use((socket, next) => {
     const userId = socket.data.user?.userId;
     if (userId === undefined) {

@@ -81,13 +81,15 @@ export interface AuthenticatorOptions {
  * normalized (see names.ts).
  */
 export class Authenticator {
-  private readonly key: Uint8Array | undefined;
+  private readonly keys: Uint8Array[];
   private readonly audience: string[];
   private readonly issuer: string;
   private readonly maxTokenBytes: number;
 
-  constructor(secret: string, opts: AuthenticatorOptions = {}) {
-    this.key = secret ? new TextEncoder().encode(secret) : undefined;
+  /** One secret, or several (a rotation: a token signed with any of them is accepted). */
+  constructor(secret: string | string[], opts: AuthenticatorOptions = {}) {
+    const secrets = (typeof secret === "string" ? [secret] : secret).filter((s) => s !== "");
+    this.keys = secrets.map((s) => new TextEncoder().encode(s));
     const aud = opts.audience ?? [];
     this.audience = (typeof aud === "string" ? aud.split(",") : aud)
       .map((a) => a.trim())
@@ -97,12 +99,12 @@ export class Authenticator {
   }
 
   get open(): boolean {
-    return this.key === undefined;
+    return this.keys.length === 0;
   }
 
   async authenticate(auth: unknown): Promise<Identity> {
     const a = (typeof auth === "object" && auth !== null ? auth : {}) as Record<string, unknown>;
-    if (!this.key) {
+    if (this.keys.length === 0) {
       const username = checkName(a.username);
       const userId = a.userId === undefined ? username : checkOpenUserId(a.userId);
       return { username, userId, room: checkRoom(a.room), admin: false };
@@ -115,11 +117,7 @@ export class Authenticator {
     }
     let payload: Record<string, unknown>;
     try {
-      ({ payload } = await jwtVerify(a.token, this.key, {
-        algorithms: ["HS256"],
-        audience: this.audience.length > 0 ? this.audience : undefined,
-        issuer: this.issuer || undefined,
-      }));
+      payload = await this.verify(a.token);
     } catch (err) {
       if (err instanceof errors.JWTExpired)
         throw new ChatError("E_AUTH_EXPIRED", "token has expired");
@@ -136,5 +134,23 @@ export class Authenticator {
       room: checkRoom(payload.room ?? a.room),
       admin: payload.role === "admin",
     };
+  }
+
+  /** Verifies with each secret in turn; only a bad signature moves on to the next one. */
+  private async verify(token: string): Promise<Record<string, unknown>> {
+    const options = {
+      algorithms: ["HS256"],
+      audience: this.audience.length > 0 ? this.audience : undefined,
+      issuer: this.issuer || undefined,
+    };
+    for (let i = 0; ; i++) {
+      try {
+        return (await jwtVerify(token, this.keys[i] as Uint8Array, options)).payload;
+      } catch (err) {
+        if (!(err instanceof errors.JWSSignatureVerificationFailed) || i === this.keys.length - 1) {
+          throw err;
+        }
+      }
+    }
   }
 }

@@ -1,4 +1,4 @@
-import type { Server, Socket } from "socket.io";
+import type { Namespace, Server, Socket } from "socket.io";
 import type {
   ClientToServerEvents,
   InterServerEvents,
@@ -14,6 +14,13 @@ export type ChatIo = Server<
   SocketData
 >;
 export type ChatSocket = Socket<
+  ClientToServerEvents,
+  ServerToClientEvents,
+  InterServerEvents,
+  SocketData
+>;
+/** One app's namespace (`/` for the default app, `/<appId>` for the others). */
+export type ChatNamespace = Namespace<
   ClientToServerEvents,
   ServerToClientEvents,
   InterServerEvents,

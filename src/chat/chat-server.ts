@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { scopeUser } from "../apps/app-scope.js";
 import type { Authenticator } from "../auth/authenticate.js";
 import type { Delivery, HistoryStore } from "../history/history-store.js";
 import type { FloodGuard } from "../limits/flood-guard.js";
@@ -12,7 +13,7 @@ import {
 } from "../metrics/metrics.js";
 import type { PresenceEvent, PresenceStore } from "../presence/presence-store.js";
 import { ChatError } from "./chat-error.js";
-import type { ChatIo, ChatSocket } from "./chat-io.js";
+import type { ChatIo, ChatNamespace, ChatSocket } from "./chat-io.js";
 import { envelope, errorEnvelope } from "./envelope.js";
 import { BAD_FRAME_EVENT, onFrameRefusal } from "./guarded-parser.js";
 import { MessageIds } from "./message-ids.js";
@@ -28,12 +29,17 @@ import {
   validateMessage,
 } from "./validate-message.js";
 
-export type { ChatIo, ChatSocket };
+export type { ChatIo, ChatNamespace, ChatSocket };
 
 export interface ChatServerOptions extends MessageLimits {
   /** Rooms above this many users: no 202/203, connect-time 201 cut (0 = no limit). */
   presenceLimit: number;
-  io: ChatIo;
+  /** The app's namespace: its rooms, sockets and middlewares. */
+  nsp: ChatNamespace;
+  /** The app's id (`default` for the namespace `/`): keys of per-user limits, metrics labels. */
+  app: string;
+  /** Most users in one room (0 = no limit): a handshake into a full room gets E_ROOM_FULL. */
+  maxRoomSize: number;
   presence: PresenceStore;
   auth: Authenticator;
   /** Most users in one onlineList reply; bigger rooms are paged. */
@@ -76,19 +82,21 @@ export class ChatServer {
     // A random tag per process: unique across nodes without coordination.
     this.ids = new MessageIds(randomBytes(5).toString("hex"));
     this.feed = new RoomFeed({
-      io: opts.io,
+      nsp: opts.nsp,
       history: opts.history,
       historyOnJoin: opts.historyOnJoin,
       replayLimit: opts.historySize,
       logger: opts.logger,
     });
     this.log = opts.logger.child({ component: "chat" });
-    const { io } = opts;
-    io.use((socket, next) => {
-      opts.auth
+    const { nsp } = opts;
+    nsp.use((socket, next) => {
+      // Read at each handshake: an apps reload replaces the app's authenticator.
+      this.opts.auth
         .authenticate(socket.handshake.auth)
         .then(async (identity) => {
-          await refuseFdAsUserId(opts.presence, identity.room, identity.userId);
+          await refuseFdAsUserId(this.opts.presence, identity.room, identity.userId);
+          await this.refuseFullRoom(identity.room, identity.userId);
           return identity;
         })
         .then(
@@ -107,16 +115,50 @@ export class ChatServer {
               err instanceof ChatError ? err : new ChatError("E_INTERNAL", "authentication failed");
             const refusal = new Error(e.message) as Error & { data: unknown };
             refusal.data = { code: e.code, message: e.message };
-            handshakes.inc({ result: e.code });
+            handshakes.inc({ result: e.code, app: this.opts.app });
             next(refusal);
           },
         );
     });
-    io.on("connection", (socket) => {
+    nsp.on("connection", (socket) => {
       const setup = this.onConnection(socket).catch((err) => this.fail(socket, err));
       this.settingUp.add(setup);
       setup.finally(() => this.settingUp.delete(setup));
     });
+  }
+
+  /**
+   * An apps reload changed this app: new handshakes and messages use the new secrets and limits
+   * (connections already in keep the rate limits they were admitted with).
+   */
+  reconfigure(next: Partial<Omit<ChatServerOptions, "nsp" | "app" | "io">>): void {
+    Object.assign(this.opts, next);
+    this.feed.reconfigure({
+      historyOnJoin: this.opts.historyOnJoin,
+      replayLimit: this.opts.historySize,
+    });
+  }
+
+  /** Refuses a handshake into a room that is full, unless the user is in it already (a tab). */
+  private async refuseFullRoom(room: string, userId: string): Promise<void> {
+    const max = this.opts.maxRoomSize;
+    if (max <= 0) return;
+    if ((await this.opts.presence.count(room)) < max) return;
+    if (await this.opts.presence.find(room, userId).then((u) => u?.userId === userId)) return;
+    throw new ChatError("E_ROOM_FULL", `room ${room} has ${max} users, its most`);
+  }
+
+  /**
+   * The app was removed: its clients are told (100 with E_UNKNOWN_APP) and disconnected (they do
+   * not reconnect by themselves), and its presence entries removed as they go.
+   */
+  closeApp(message: string): void {
+    this.draining = true;
+    const out = errorEnvelope("E_UNKNOWN_APP", message);
+    for (const socket of this.opts.nsp.sockets.values()) {
+      socket.emit("message", out);
+      setImmediate(() => socket.disconnect(true));
+    }
   }
 
   /**
@@ -129,14 +171,14 @@ export class ChatServer {
     // In a room this big every join would cost a message to everyone: clients ask onlineList.
     const limit = this.opts.presenceLimit;
     if (limit > 0 && (action === Action.Online ? count : count + 1) > limit) return;
-    const { io } = this.opts;
-    const ids = io.of("/").adapter.rooms.get(roomKey(user.room));
+    const { nsp } = this.opts;
+    const ids = nsp.adapter.rooms.get(roomKey(user.room));
     if (!ids) return;
     const message = `${user.username} ${action === Action.Online ? "joined" : "left"}`;
     const out = envelope(action, "state", { userInfo: user, message, version });
     for (const id of ids) {
       const verdict = this.views.offer(id, event);
-      const socket = io.of("/").sockets.get(id);
+      const socket = nsp.sockets.get(id);
       if (!socket) continue;
       if (verdict === "deliver" && socket.data.user.userId !== user.userId) {
         socket.emit("message", out);
@@ -152,10 +194,8 @@ export class ChatServer {
    * may have been lost). Each client's events are held while its list is read, as on connect.
    */
   async refreshLists(): Promise<void> {
-    const { io } = this.opts;
-    const rooms = [...io.of("/").adapter.rooms.entries()].filter(([r]) =>
-      r.startsWith(roomKey("")),
-    );
+    const { nsp } = this.opts;
+    const rooms = [...nsp.adapter.rooms.entries()].filter(([r]) => r.startsWith(roomKey("")));
     for (const [key, members] of rooms) {
       // Clients still waiting for their connect-time 201 get that one.
       const ids = [...members].filter((id) => this.views.isLive(id) && this.views.hold(id));
@@ -165,7 +205,7 @@ export class ChatServer {
         content = await this.listContent(key.slice(roomKey("").length));
       } finally {
         for (const id of ids) {
-          const socket = io.of("/").sockets.get(id);
+          const socket = nsp.sockets.get(id);
           if (socket && content) this.sendList(socket, content);
           else this.views.release(id);
         }
@@ -212,7 +252,7 @@ export class ChatServer {
     this.draining = true;
     this.handOver = graceMs > 0;
     this.drainNotice = notice;
-    for (const socket of this.opts.io.of("/").sockets.values()) {
+    for (const socket of this.opts.nsp.sockets.values()) {
       // A client whose handshake is half done would lose its 201: onConnection closes it after.
       if (this.setUp.has(socket)) this.moveAway(socket);
     }
@@ -224,7 +264,7 @@ export class ChatServer {
     // let them go before the server closes (nothing else waits here now that leaves are handed
     // over), but not for ever.
     const deadline = Date.now() + DRAIN_FLUSH_MS;
-    while (this.opts.io.of("/").sockets.size > 0 && Date.now() < deadline) {
+    while (this.opts.nsp.sockets.size > 0 && Date.now() < deadline) {
       await new Promise<void>((resolve) => setTimeout(resolve, 20));
     }
   }
@@ -245,7 +285,7 @@ export class ChatServer {
     this.feed.hold(socket);
     socket.on("disconnect", (reason) => this.onDisconnect(socket, reason));
     // Before any other middleware: nothing a client sends escapes the limits.
-    this.opts.guard?.attach(socket, user.userId);
+    this.opts.guard?.attach(socket, scopeUser(this.opts.app, user.userId));
     this.bindEvents(socket);
     // 202 for the others comes from the store's event stream (see deliverPresence). This
     // client's events are held from now until its 201 is sent, then filtered by its version.
@@ -257,7 +297,7 @@ export class ChatServer {
       this.listContent(user.room),
     ]);
     this.sendList(socket, content);
-    handshakeDone(socket.handshake.issued);
+    handshakeDone(socket.handshake.issued, this.opts.app);
     await this.feed.replay(socket, resumeOf(socket.handshake.auth));
     this.setUp.add(socket);
     if (this.draining) this.moveAway(socket);
@@ -387,8 +427,8 @@ export class ChatServer {
     msg: CheckedMessage,
     mayNotice: boolean,
   ): Promise<Envelope> {
-    const { io, presence } = this.opts;
-    messagesReceived.inc({ type: msg.type });
+    const { nsp, presence } = this.opts;
+    messagesReceived.inc({ type: msg.type, app: this.opts.app });
     const room = sender.room;
     let target: UserInfo | undefined;
     if (msg.to !== undefined) {
@@ -404,7 +444,7 @@ export class ChatServer {
         message: msg.content.message,
         userInfo: sender,
       });
-      const to = io.to(target ? userKey(room, target.userId) : roomKey(room));
+      const to = nsp.to(target ? userKey(room, target.userId) : roomKey(room));
       (senderKey ? to.except(senderKey) : to).emit("message", out);
       return out;
     }

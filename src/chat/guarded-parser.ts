@@ -13,7 +13,7 @@
  * its auth, turned into a coded connect_error by `refuseBadHandshakes`.
  */
 import { EventEmitter } from "node:events";
-import type { Server, Socket } from "socket.io";
+import type { Namespace, Server, Socket } from "socket.io";
 import { Decoder as BaseDecoder, Encoder, type Packet, PacketType } from "socket.io-parser";
 
 /** The event a refused packet is replaced with. A client sending it itself gets E_BAD_FRAME. */
@@ -64,7 +64,7 @@ export const DEFAULT_FRAME_LIMITS: FrameLimits = {
   maxPacketsPerBatch: 256,
 };
 
-/** The only namespace this service serves. */
+/** The main namespace: the default app's, and where refusals go when no other fits. */
 const NSP = "/";
 
 /** Where a binary placeholder sits, to put the attachment there once it has arrived. */
@@ -156,7 +156,12 @@ function checkPacket(p: Packet, limits: FrameLimits): Slot[] {
  * The header of a frame socket.io-parser could not decode: its packet type, attachment count and
  * ack id, as far as they can be read (`<type>[<n>-][/<nsp>,][<id>]…`).
  */
-function readHeader(frame: string): { type: number; attachments: number; id?: number } {
+function readHeader(frame: string): {
+  type: number;
+  attachments: number;
+  id?: number;
+  nsp?: string;
+} {
   const type = frame.charCodeAt(0) - 48;
   let i = 1;
   let attachments = 0;
@@ -167,13 +172,15 @@ function readHeader(frame: string): { type: number; attachments: number; id?: nu
       i += m[0].length;
     }
   }
+  let nsp: string | undefined;
   if (frame[i] === "/") {
     const comma = frame.indexOf(",", i);
+    nsp = frame.slice(i, comma === -1 ? Math.min(frame.length, i + 100) : Math.min(comma, i + 100));
     i = comma === -1 ? frame.length : comma + 1;
   }
   const digits = /^\d{1,16}/.exec(frame.slice(i, i + 16))?.[0];
   const id = digits === undefined ? undefined : Number(digits);
-  return { type, attachments, id: isAckId(id) ? id : undefined };
+  return { type, attachments, id: isAckId(id) ? id : undefined, nsp };
 }
 
 const isBinaryData = (obj: unknown) => obj instanceof ArrayBuffer || ArrayBuffer.isView(obj);
@@ -196,8 +203,8 @@ export class GuardedDecoder extends EventEmitter {
   private dropped = 0;
   /** What the current `add` emits once its checks are done. */
   private out: Packet[] = [];
-  /** The connection's socket on the main namespace, once connected (see refuseBadHandshakes). */
-  private socket: { connected: boolean } | undefined;
+  /** The connection's sockets by namespace, once connected (see refuseBadHandshakes). */
+  private readonly sockets = new Map<string, { connected: boolean }>();
 
   constructor(private readonly limits: FrameLimits = DEFAULT_FRAME_LIMITS) {
     super();
@@ -226,12 +233,28 @@ export class GuardedDecoder extends EventEmitter {
 
   destroy(): void {
     this.pending = undefined;
-    this.socket = undefined;
+    this.sockets.clear();
   }
 
-  /** Tells the decoder the connection's socket: a CONNECT while it is connected is refused. */
-  bind(socket: { connected: boolean }): void {
-    this.socket = socket;
+  /** Tells the decoder a socket of the connection: a CONNECT while it is connected is refused. */
+  bind(nsp: string, socket: { connected: boolean }): void {
+    this.sockets.set(nsp, socket);
+  }
+
+  private connectedTo(nsp: string): boolean {
+    return this.sockets.get(nsp)?.connected === true;
+  }
+
+  /**
+   * Where a refusal of a packet for `nsp` is answered: that namespace when the client is
+   * connected to it, else one it is connected to (socket.io closes a connection that gets a
+   * packet for a namespace it has no socket on), else nowhere.
+   */
+  private replyNsp(nsp: string | undefined): string | undefined {
+    if (nsp !== undefined && this.connectedTo(nsp)) return nsp;
+    if (this.connectedTo(NSP)) return NSP;
+    for (const [name, socket] of this.sockets) if (socket.connected) return name;
+    return undefined;
   }
 
   private addString(frame: string): void {
@@ -246,19 +269,19 @@ export class GuardedDecoder extends EventEmitter {
       packet = this.base.decodeString(frame);
     } catch {
       const header = readHeader(frame);
-      if (header.type === PacketType.CONNECT && this.socket?.connected) {
-        this.refuse("already connected");
+      if (header.type === PacketType.CONNECT && this.connectedTo(header.nsp ?? NSP)) {
+        this.refuse("already connected", undefined, undefined, header.nsp);
       } else if (header.type === PacketType.CONNECT) {
-        this.refuseConnect("a malformed handshake");
+        this.refuseConnect("a malformed handshake", header.nsp);
       } else {
         this.discard = header.attachments;
-        this.refuse("a malformed packet", header.type, header.id);
+        this.refuse("a malformed packet", header.type, header.id, header.nsp);
       }
       return;
     }
-    if (packet.type === PacketType.CONNECT && packet.nsp === NSP && this.socket?.connected) {
+    if (packet.type === PacketType.CONNECT && this.connectedTo(packet.nsp)) {
       // socket.io would close the connection ("invalid state").
-      this.refuse("already connected");
+      this.refuse("already connected", undefined, undefined, packet.nsp);
       return;
     }
     let slots: Slot[];
@@ -270,7 +293,7 @@ export class GuardedDecoder extends EventEmitter {
         this.refuseConnect(err.message, packet.nsp);
       } else {
         this.discard = packet.attachments ?? 0;
-        this.refuse(err.message, packet.type, packet.id);
+        this.refuse(err.message, packet.type, packet.id, packet.nsp);
       }
       return;
     }
@@ -278,13 +301,13 @@ export class GuardedDecoder extends EventEmitter {
     let refusal: string | undefined;
     if (attachments > this.limits.maxAttachments) {
       refusal = `more than ${this.limits.maxAttachments} attachments`;
-    } else if (packet.nsp !== NSP && packet.type !== PacketType.CONNECT) {
-      // socket.io would close the connection: this service serves no other namespace.
-      refusal = `no namespace ${packet.nsp.slice(0, 64)}`;
+    } else if (packet.type !== PacketType.CONNECT && !this.connectedTo(packet.nsp)) {
+      // socket.io would close the connection: this client has no socket on that namespace.
+      refusal = `not connected to namespace ${packet.nsp.slice(0, 64)}`;
     }
     if (refusal !== undefined) {
       this.discard = attachments;
-      this.refuse(refusal, packet.type, packet.id);
+      this.refuse(refusal, packet.type, packet.id, packet.nsp);
     } else if (attachments > 0) {
       this.pending = { packet, slots, buffers: [] };
     } else {
@@ -315,15 +338,17 @@ export class GuardedDecoder extends EventEmitter {
   }
 
   /** Queues the substitute event: with the ack id only if the refused packet asked for one. */
-  private refuse(reason: string, type?: number, id?: number): void {
-    if (++this.repliesInBatch > this.limits.refusalRepliesPerBatch) {
+  private refuse(reason: string, type?: number, id?: number, nsp?: string): void {
+    const to = this.replyNsp(nsp);
+    if (++this.repliesInBatch > this.limits.refusalRepliesPerBatch || to === undefined) {
       this.dropped++;
       return;
     }
-    const asksAck = type === PacketType.EVENT || type === PacketType.BINARY_EVENT;
+    // An ack id is the refused packet's only on its own namespace.
+    const asksAck = (type === PacketType.EVENT || type === PacketType.BINARY_EVENT) && to === nsp;
     const substitute: Packet = {
       type: PacketType.EVENT,
-      nsp: NSP,
+      nsp: to,
       data: [BAD_FRAME_EVENT, new FrameRefusal(reason, this.dropped)],
     };
     if (asksAck && isAckId(id)) substitute.id = id;
@@ -351,19 +376,40 @@ export class GuardedDecoder extends EventEmitter {
   }
 }
 
-/** The Server `parser` option: socket.io-parser's Encoder, the guarded decoder. */
-export const guardedParser = { Encoder, Decoder: GuardedDecoder };
+/**
+ * socket.io-parser's Encoder, with one change: socket.io's own refusal of a namespace nobody
+ * serves ("Invalid namespace") becomes the service's coded E_UNKNOWN_APP, as clients of an app
+ * that does not exist should see it.
+ */
+export class GuardedEncoder extends Encoder {
+  override encode(obj: Packet): ReturnType<Encoder["encode"]> {
+    const data = obj.data as { message?: unknown; data?: unknown } | undefined;
+    if (
+      obj.type === PacketType.CONNECT_ERROR &&
+      data?.message === "Invalid namespace" &&
+      data.data === undefined
+    ) {
+      const message = `no app ${JSON.stringify(obj.nsp.slice(1, 65))} on this service`;
+      return super.encode({ ...obj, data: { message, data: { code: "E_UNKNOWN_APP", message } } });
+    }
+    return super.encode(obj);
+  }
+}
+
+/** The Server `parser` option: the guarded encoder and decoder. */
+export const guardedParser = { Encoder: GuardedEncoder, Decoder: GuardedDecoder };
 
 /**
  * The first connection middleware: a refused handshake gets a connect_error whose data is
  * `{ code: "E_BAD_FRAME", message }`, like the chat server's own refusals. Also tells each
  * connection's decoder its socket once connected.
  */
-export function refuseBadHandshakes(io: Server): void {
+export function refuseBadHandshakes(io: Server | Namespace): void {
+  const name = "name" in io ? io.name : NSP;
   io.on("connection", (socket) => {
     // socket.io keeps the decoder private; without it a second CONNECT closes the connection.
     const decoder = (socket.client as unknown as { decoder?: unknown }).decoder;
-    if (decoder instanceof GuardedDecoder) decoder.bind(socket);
+    if (decoder instanceof GuardedDecoder) decoder.bind(name, socket);
   });
   io.use((socket, next) => {
     const reason = (socket.handshake.auth as { [REFUSED_AUTH]?: string })[REFUSED_AUTH];

@@ -171,6 +171,10 @@ export const ErrorCodes = [
   "E_KICKED",
   /** A handshake of a banned user (admin API); carries retryAfterMs. */
   "E_BANNED",
+  /** A namespace that names no app (connect_error), or an app removed while connected. */
+  "E_UNKNOWN_APP",
+  /** The room has --max-room-size users already (connect_error). */
+  "E_ROOM_FULL",
 ] as const;
 export type ErrorCode = (typeof ErrorCodes)[number];
 

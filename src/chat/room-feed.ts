@@ -1,7 +1,7 @@
 import type { Delivery, HistoryRange, HistoryStore } from "../history/history-store.js";
 import type { Logger } from "../log/logger.js";
 import { delivered, messagesReplayed } from "../metrics/metrics.js";
-import type { ChatIo, ChatSocket } from "./chat-io.js";
+import type { ChatNamespace, ChatSocket } from "./chat-io.js";
 import { envelope } from "./envelope.js";
 import type { Envelope } from "./protocol.js";
 import { Action } from "./protocol.js";
@@ -33,7 +33,7 @@ interface Stream {
 const numberOf = (e: Envelope) => e.seq ?? e.pseq ?? 0;
 
 export interface RoomFeedOptions {
-  io: ChatIo;
+  nsp: ChatNamespace;
   history: HistoryStore;
   /** Messages replayed to a new connection that gives no `since` (0 = none). */
   historyOnJoin: number;
@@ -57,6 +57,11 @@ export class RoomFeed {
 
   constructor(private readonly opts: RoomFeedOptions) {
     this.log = opts.logger.child({ component: "feed" });
+  }
+
+  /** An apps reload changed the app's history settings. */
+  reconfigure(next: Pick<RoomFeedOptions, "historyOnJoin" | "replayLimit">): void {
+    Object.assign(this.opts, next);
   }
 
   /**
@@ -207,7 +212,7 @@ export class RoomFeed {
   private restarted(room: string, user: string | undefined, from: number): void {
     const stream = user === undefined ? "room" : "private";
     const target = user === undefined ? roomKey(room) : userKey(room, user);
-    this.opts.io.local.to(target).emit(
+    this.opts.nsp.local.to(target).emit(
       "message",
       envelope(Action.Server, "state", {
         message: `the ${stream === "room" ? "room's" : "private"} message numbers started again (history was lost); they go on from ${from}`,
@@ -234,15 +239,15 @@ export class RoomFeed {
 
   private emit(d: Delivery): void {
     const target = d.user === undefined ? roomKey(d.room) : userKey(d.room, d.user);
-    this.opts.io.local.to(target).except(REPLAYING).emit("message", d.envelope);
-    delivered(this.opts.io.of("/").adapter.rooms.get(target)?.size ?? 0, d.envelope.ts);
+    this.opts.nsp.local.to(target).except(REPLAYING).emit("message", d.envelope);
+    delivered(this.opts.nsp.adapter.rooms.get(target)?.size ?? 0, d.envelope.ts);
     for (const r of this.replaying.values()) {
       if (r.room === d.room && (d.user === undefined || d.user === r.userId)) r.queue.push(d);
     }
   }
 
   private hasLocal(d: { room: string; user?: string }): boolean {
-    const rooms = this.opts.io.of("/").adapter.rooms;
+    const rooms = this.opts.nsp.adapter.rooms;
     return rooms.has(d.user === undefined ? roomKey(d.room) : userKey(d.room, d.user));
   }
 

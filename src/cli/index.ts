@@ -71,9 +71,16 @@ await yargs(args)
   )
   .command(
     "reload",
-    "rolling restart of the workers, one at a time",
-    (y) => y.options(pidOptions),
-    (argv) => run(() => reload(parseConfig(configFromArgv(argv)).pidFile)),
+    "re-read the apps, then a rolling restart of the workers (--apps: the apps only)",
+    (y) =>
+      y.options({
+        ...pidOptions,
+        apps: {
+          type: "boolean",
+          describe: "only re-read the apps (--apps-file / the config file), restarting nothing",
+        },
+      }),
+    (argv) => run(() => reload(parseConfig(configFromArgv(argv)).pidFile, argv.apps === true)),
   )
   .command(
     "status",

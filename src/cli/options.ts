@@ -49,7 +49,11 @@ const DESCRIBE: { [K in keyof Config]: string } = {
   webhookSecret: "HMAC-SHA256 secret signing webhook bodies (X-Weigot-Signature)",
   webhookMessages: "also send every chat message as a webhook event",
   webhookQueueSize: "most webhook events kept while the receiver fails",
+  maxRoomSize: "most users in one room (0 = no limit)",
+  appsFile: "JSON file of apps (tenants), re-read by reload and SIGHUP",
   daemon: "run in the background",
+  apps: "",
+  configFile: "",
 };
 
 /** The yargs options of every config key, built from the one rules table. Raw strings are
@@ -60,6 +64,7 @@ export function serviceOptions(
   const out: Record<string, Options> = {};
   for (const key of keys) {
     const rule = RULES[key];
+    if (rule.kind === "internal") continue;
     const dflt =
       key === "workers" || key === "nodeId" || key === "pidFile" ? undefined : DEFAULTS[key];
     out[kebab(key)] = {
@@ -72,12 +77,22 @@ export function serviceOptions(
     };
   }
   if (out.daemon) out.daemon.alias = "d";
+  // The --config file's `apps` (not a flag: strict mode must not refuse it).
+  if (keys.includes("apps")) out.apps = { hidden: true };
   return out;
 }
 
 /** The keys of a parsed argv that are config keys (yargs adds both spellings and aliases). */
 export function configFromArgv(argv: Record<string, unknown>): Record<string, unknown> {
   const raw: Record<string, unknown> = {};
-  for (const key of Object.keys(RULES)) if (argv[key] !== undefined) raw[key] = argv[key];
+  for (const key of Object.keys(RULES)) {
+    if (RULES[key as keyof typeof RULES].kind !== "internal" && argv[key] !== undefined) {
+      raw[key] = argv[key];
+    }
+  }
+  // The --config file's own keys arrive merged into argv by yargs: its apps, and its path, so
+  // that reload can read it again.
+  if (argv.apps !== undefined) raw.apps = argv.apps;
+  if (typeof argv.config === "string") raw.configFile = argv.config;
   return raw;
 }

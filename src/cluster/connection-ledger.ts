@@ -5,6 +5,9 @@ import type { Refusal } from "../http/refusal.js";
 import { handshakes } from "../metrics/metrics.js";
 import type { AdmitKind } from "./ipc-messages.js";
 
+/** The ledger key of an app's own connection cap (no userId holds a control character). */
+export const APP_SLOT = (app: string): string => `\u0001app:${app}`;
+
 export interface LedgerLimits {
   /** Node-wide live sessions (0 = no limit). */
   maxConnections: number;
@@ -53,9 +56,21 @@ export class ConnectionLedger {
     return this.sessions;
   }
 
-  /** Reserves a slot for `worker`; resolves with its token, or the refusal (counted). */
-  async reserve(worker: number, kind: AdmitKind, key: string): Promise<number | Refusal> {
-    const refusal = kind === "session" ? await this.checkSession(key) : this.checkUser(key);
+  /**
+   * Reserves a slot for `worker`; resolves with its token, or the refusal (counted). A "user"
+   * slot's `limit` (an app's own) replaces --max-connections-per-user; an app's own connection cap
+   * is a "user" slot under APP_SLOT(app).
+   */
+  async reserve(
+    worker: number,
+    kind: AdmitKind,
+    key: string,
+    limit?: number,
+  ): Promise<number | Refusal> {
+    const refusal =
+      kind === "session"
+        ? await this.checkSession(key)
+        : this.checkUser(key, limit ?? this.limits.maxConnectionsPerUser);
     if (refusal) {
       this.count(refusal.code);
       return refusal;
@@ -131,12 +146,13 @@ export class ConnectionLedger {
     return undefined;
   }
 
-  private checkUser(userId: string): Refusal | undefined {
-    const max = this.limits.maxConnectionsPerUser;
-    if (max > 0 && (this.perUser.get(userId) ?? 0) >= max) {
+  private checkUser(key: string, max: number): Refusal | undefined {
+    if (max > 0 && (this.perUser.get(key) ?? 0) >= max) {
       return {
         code: "E_TOO_MANY_CONNECTIONS",
-        message: `at most ${max} simultaneous connections per user`,
+        message: key.startsWith(APP_SLOT(""))
+          ? `this app has at most ${max} connections on this node`
+          : `at most ${max} simultaneous connections per user`,
       };
     }
     return undefined;

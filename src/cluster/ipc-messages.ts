@@ -1,4 +1,5 @@
 import type { ErrorCode } from "../chat/protocol.js";
+import type { AppSpec } from "../config/config.js";
 import type { Delivery } from "../history/history-store.js";
 import type { Refusal } from "../http/refusal.js";
 import type { PresenceEvent } from "../presence/presence-store.js";
@@ -11,6 +12,8 @@ import type { PresenceEvent } from "../presence/presence-store.js";
 export type PrimaryToWorker =
   | { type: "wws:connection"; data: Uint8Array }
   | { type: "wws:drain"; notice: string; graceMs: number }
+  /** The apps after a reload (validated): workers add, change and remove theirs in place. */
+  | { type: "wws:apps"; apps: AppSpec[] }
   | { type: "wws:reap"; owner: string }
   | { type: "wws:presence-event"; event: PresenceEvent }
   | { type: "wws:stats-request"; id: number }
@@ -39,7 +42,7 @@ export type WorkerToPrimary =
   | { type: "wws:health"; backendUp: boolean }
   | { type: "wws:rpc-call"; id: number; service: string; method: string; args: unknown[] }
   /** Reserve a slot in the node's connection ledger: a new session (by address) or a user. */
-  | { type: "wws:admit"; id: number; kind: AdmitKind; key: string }
+  | { type: "wws:admit"; id: number; kind: AdmitKind; key: string; limit?: number }
   | { type: "wws:admit-release"; token: number }
   /** A refusal decided in the worker (origin): counted by the primary. */
   | { type: "wws:refused"; code: ErrorCode };

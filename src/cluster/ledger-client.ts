@@ -39,7 +39,7 @@ export class LedgerClient {
     channel.on("message", this.onMessage);
   }
 
-  reserve(kind: AdmitKind, key: string): Promise<Reservation> {
+  reserve(kind: AdmitKind, key: string, limit?: number): Promise<Reservation> {
     return new Promise((resolve) => {
       if (!this.channel.connected) {
         resolve({ ok: false, refusal: GONE });
@@ -71,7 +71,7 @@ export class LedgerClient {
           },
         });
       });
-      this.send({ type: "wws:admit", id, kind, key });
+      this.send({ type: "wws:admit", id, kind, key, limit });
     });
   }
 

@@ -11,8 +11,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setupPrimary as setupClusterAdapter } from "@socket.io/cluster-adapter";
 import { BAN_METHODS, BANS_SERVICE, MemoryBanStore } from "../admin/ban-store.js";
+import { DEFAULT_APP } from "../apps/app-scope.js";
 import { CLEAN_NODE_ENV } from "../backend/backend.js";
 import { waitForRedis } from "../backend/wait-for-redis.js";
+import { appConfig, loadApps } from "../config/apps.js";
 import { type Config, parseRate } from "../config/config.js";
 import { historyPath, loadHistory, saveHistory } from "../history/history-file.js";
 import { HISTORY_METHODS, HISTORY_SERVICE } from "../history/ipc-history-store.js";
@@ -31,6 +33,7 @@ import {
 } from "../presence/presence-handover.js";
 import { RECONNECT_GRACE_MS } from "../presence/reconnect-grace.js";
 import { deferred, withTimeout } from "../util/deferred.js";
+import { AppWebhooks } from "../webhooks/app-webhooks.js";
 import { ClusterWebhooks } from "../webhooks/cluster-webhooks.js";
 import { ConnectionLedger } from "./connection-ledger.js";
 import type { PrimaryToWorker, WorkerStats, WorkerToPrimary } from "./ipc-messages.js";
@@ -94,8 +97,11 @@ export class Primary {
     // receivers were never told they left, so they are not told they came.
     if (this.slots.size > 0) this.webhooks?.presence(event);
   });
-  /** Cluster mode's webhooks: the primary's stores see every change once, so it sends them. */
-  private readonly webhooks: ClusterWebhooks | undefined;
+  /**
+   * Cluster mode's webhooks, one sender per app with a webhook URL: the primary's stores see
+   * every change once, so it sends them.
+   */
+  private readonly webhooks: AppWebhooks | undefined;
   /** Cluster mode's per-user rate limits, counted for every worker. */
   private readonly limits = primaryLimits();
   /** Cluster mode's history: every stored message goes to every worker, in order. */
@@ -123,7 +129,10 @@ export class Primary {
   constructor(private readonly config: Config) {
     this.root = createLogger(config, { node: config.nodeId });
     this.log = this.root.child({ component: "primary" });
-    if (config.adapter === "cluster") this.webhooks = ClusterWebhooks.create(config, this.root);
+    if (config.adapter === "cluster") {
+      this.webhooks = new AppWebhooks((app, c) => ClusterWebhooks.create(c, this.root, app));
+      this.webhooks.apply(appConfigs(config));
+    }
     this.history = new MemoryHistoryStore(
       { size: config.historySize, ttlSeconds: config.historyTtl },
       (delivery) => {
@@ -189,6 +198,16 @@ export class Primary {
     cluster.on("exit", (worker, code, signal) => this.onWorkerExit(worker, code, signal));
     process.on("SIGTERM", () => void this.stop("SIGTERM"));
     process.on("SIGINT", () => void this.stop("SIGINT"));
+    // SIGHUP: the apps only, no worker restarted (what `reload --apps` does).
+    process.on("SIGHUP", () => {
+      try {
+        this.reloadApps();
+      } catch (err) {
+        this.log.error("apps reload failed; the apps stay as they were", {
+          err: err instanceof Error ? err.message : String(err),
+        });
+      }
+    });
 
     let slots: Slot[];
     if (this.config.adapter === "redis") {
@@ -276,7 +295,7 @@ export class Primary {
         break;
       case "wws:admit":
         this.ledger
-          .reserve(worker.id, msg.kind, msg.key)
+          .reserve(worker.id, msg.kind, msg.key, msg.limit)
           .then((r) =>
             this.send(
               worker,
@@ -365,10 +384,28 @@ export class Primary {
     if (worker.isConnected()) worker.send(msg);
   }
 
+  /**
+   * Reads the apps again (--apps-file, or the --config file) and applies them in every worker,
+   * in place: apps added start, changed ones take their new settings (a rotated secret, limits),
+   * removed ones' clients are disconnected with E_UNKNOWN_APP. A file that does not validate
+   * changes nothing (the error is returned). Workers forked later start with the new apps.
+   */
+  reloadApps(): { apps: string[] } {
+    const apps = loadApps(this.config);
+    this.config.apps = apps;
+    for (const slot of this.slots.values()) this.send(slot.worker, { type: "wws:apps", apps });
+    this.webhooks?.apply(appConfigs(this.config));
+    const ids = apps.map((a) => a.id);
+    this.log.info("apps reloaded", { apps: ids });
+    return { apps: ids };
+  }
+
   /** Rolling restart: each worker is replaced by a fresh, ready one before it drains. */
   reload(): Promise<void> {
     this.reloading ??= (async () => {
       try {
+        // A broken apps file fails the reload before any worker is touched.
+        this.reloadApps();
         const old = [...this.slots.values()].filter((s) => s.state !== "draining");
         for (const slot of old) {
           if (this.stopping) return;
@@ -545,6 +582,12 @@ export class Primary {
           (s) => reply(200, s),
           (err) => reply(500, { error: String(err) }),
         );
+      } else if (req.method === "POST" && req.url === "/reload-apps") {
+        try {
+          reply(200, this.reloadApps());
+        } catch (err) {
+          reply(400, { error: err instanceof Error ? err.message : String(err) });
+        }
       } else if (req.method === "POST" && req.url === "/reload") {
         this.reload().then(
           () => this.status().then((s) => reply(200, s)),
@@ -562,6 +605,13 @@ export class Primary {
       process.umask(mask);
     });
   }
+}
+
+/** Every app's config by id (the default app's is the service config itself). */
+function appConfigs(config: Config): Map<string, Config> {
+  const out = new Map<string, Config>([[DEFAULT_APP, config]]);
+  for (const app of config.apps) out.set(app.id, appConfig(config, app));
+  return out;
 }
 
 function sumCounts(all: (Record<string, number> | undefined)[]): Record<string, number> {

@@ -2,19 +2,17 @@ import cluster from "node:cluster";
 import { createServer } from "node:http";
 import type net from "node:net";
 import { Server } from "socket.io";
-import { AdminActions } from "../admin/admin-actions.js";
-import { refuseBanned } from "../admin/ban-guard.js";
-import { Authenticator } from "../auth/authenticate.js";
+import { AppRuntimes } from "../apps/app-runtimes.js";
+import { namespaceOf } from "../apps/app-scope.js";
 import type { Backend } from "../backend/backend.js";
 import { ClusterBackend } from "../backend/cluster-backend.js";
-import { type ChatIo, ChatServer, type ChatSocket } from "../chat/chat-server.js";
-import { guardedParser, refuseBadHandshakes } from "../chat/guarded-parser.js";
+import type { ChatIo, ChatSocket } from "../chat/chat-io.js";
+import { guardedParser } from "../chat/guarded-parser.js";
 import type { Config } from "../config/config.js";
 import { adminApi } from "../http/admin-api.js";
-import { Admission, corsFor } from "../http/admission.js";
+import { Admission } from "../http/admission.js";
 import { pushApi } from "../http/push-api.js";
 import { staticFiles } from "../http/static-files.js";
-import { FloodGuard } from "../limits/flood-guard.js";
 import { OutboundCap } from "../limits/outbound-cap.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { appendsSoFar, disconnects } from "../metrics/metrics.js";
@@ -41,28 +39,23 @@ export function runWorker(): void {
 
   const queue: [Buffer, net.Socket][] = [];
   let ready = false;
-  const files = staticFiles(() => ({
-    authRequired: config.jwtSecret !== "",
-    // Open mode (no --jwt-secret): the page warns that anyone can claim any name.
-    open: config.jwtSecret === "",
-    maxImageBytes: config.maxImageBytes,
-    maxMessageLength: config.maxMessageLength,
-  }));
+  const files = staticFiles((app) => {
+    const c = apps?.get(app ?? "default");
+    const settings = c && !c.removed ? c.config : config;
+    return {
+      app: c && !c.removed ? { id: c.id, name: c.name, namespace: namespaceOf(c.id) } : undefined,
+      authRequired: settings.jwtSecret !== "",
+      // Open mode (no --jwt-secret): the page warns that anyone can claim any name.
+      open: settings.jwtSecret === "",
+      maxImageBytes: settings.maxImageBytes,
+      maxMessageLength: settings.maxMessageLength,
+    };
+  });
   const api = pushApi({
-    apiKey: config.apiKey,
-    chat: () => chat,
-    presence: () => backend?.presence,
-    history: () => backend?.history,
-    maxMessageLength: config.maxMessageLength,
+    apps: () => apps?.live(),
     maxImageBytes: config.maxImageBytes,
   });
-  const admin = adminApi({
-    adminKey: config.adminKey,
-    presence: () => backend?.presence,
-    bans: () => backend?.bans,
-    actions: () => adminActions,
-    maxMessageLength: config.maxMessageLength,
-  });
+  const admin = adminApi({ apps: () => apps?.live() });
   const httpServer = createServer((req, res) => {
     if (req.url?.startsWith("/api/v1/admin/")) void admin(req, res);
     else if (req.url?.startsWith("/api/")) void api(req, res);
@@ -74,16 +67,14 @@ export function runWorker(): void {
     socket.resume();
   };
 
-  let chat: ChatServer | undefined;
-  let adminActions: AdminActions | undefined;
-  let guard: FloodGuard | undefined;
+  let apps: AppRuntimes | undefined;
   let backend: Backend | undefined;
   let stopping: Promise<void> | undefined;
   const stop = (notice: string, graceMs: number): Promise<void> => {
     stopping ??= (async () => {
       log.info("draining", { notice });
       try {
-        await chat?.drain(notice, graceMs);
+        await apps?.drain(notice, graceMs);
         io.close();
         await backend?.close();
       } catch (err) {
@@ -111,6 +102,11 @@ export function runWorker(): void {
       case "wws:drain":
         void stop(msg.notice, msg.graceMs);
         break;
+      case "wws:apps":
+        // Validated by the primary; an app that stays keeps its connections.
+        config.apps = msg.apps;
+        apps?.apply(msg.apps);
+        break;
       case "wws:reap":
         // The store announces who went offline.
         backend?.presence
@@ -123,12 +119,12 @@ export function runWorker(): void {
         const mem = process.memoryUsage();
         const stats = {
           pid: process.pid,
-          connections: io.of("/").sockets.size,
+          connections: apps?.connections ?? 0,
           rssBytes: mem.rss,
           heapUsedBytes: mem.heapUsed,
           historyAppends: appendsSoFar(),
           refusals: {
-            ...guard?.counts,
+            ...apps?.counts,
             ...(slowConsumers ? { E_SLOW_CONSUMER: slowConsumers } : {}),
             ...(admission.ledgerTimeouts ? { ledgerTimeouts: admission.ledgerTimeouts } : {}),
           },
@@ -153,18 +149,27 @@ export function runWorker(): void {
     // Ctrl-C reaches the whole process group; the primary coordinates the stop.
   });
 
+  // Origins follow the apps (setOrigins): the union of theirs, each app's checked at its namespace.
+  const admission = new Admission(config);
+  admission.setOrigins([
+    config.allowedOrigins,
+    ...config.apps.map((a) => a.settings.allowedOrigins ?? config.allowedOrigins),
+  ]);
   const io: ChatIo = new Server(httpServer, {
     maxHttpBufferSize: config.maxFrameBytes,
     perMessageDeflate: false,
-    cors: corsFor(config.allowedOrigins),
+    cors: admission.cors,
     // Every client packet is checked before socket.io dispatches it (guarded-parser.ts).
     parser: guardedParser,
   });
-  refuseBadHandshakes(io);
-  workerMetrics({ io, workerId, adapter: config.adapter, presence: () => backend?.presence });
+  workerMetrics({
+    namespaces: () => apps?.namespaces() ?? [],
+    workerId,
+    adapter: config.adapter,
+    presence: () => backend?.presence,
+  });
   io.engine.generateId = () => newSessionId(workerId);
   // Origin, connect rate and connection caps of new sessions (after the cors middleware).
-  const admission = new Admission(config);
   admission.attach(io.engine);
   let slowConsumers = 0;
   const outbound = new OutboundCap(config.maxBufferedBytes, (conn, bytes) => {
@@ -186,47 +191,33 @@ export function runWorker(): void {
   (async () => {
     backend = await createBackend(config, owner, logger);
     backend.attach(io);
-    guard = new FloodGuard({
-      config,
-      shared: backend.sharedLimits,
-      onDisconnect: (socket, why) =>
-        log.warn("disconnected a flooding client (E_RATE_LIMITED)", {
-          fd: socket.id,
-          userId: socket.data.user?.userId,
-          why,
-        }),
-    });
-    chat = new ChatServer({
-      io,
-      presence: backend.presence,
-      auth: new Authenticator(config.jwtSecret, {
-        audience: config.jwtAudience,
-        issuer: config.jwtIssuer,
-      }),
-      owner,
-      logger,
-      maxMessageLength: config.maxMessageLength,
-      maxImageBytes: config.maxImageBytes,
-      presenceLimit: config.presenceLimit,
-      listPageSize: config.listPageSize,
-      history: backend.history,
-      historySize: config.historySize,
-      historyOnJoin: config.historyOnJoin,
-      guard,
-    });
-    adminActions = new AdminActions(io, log);
-    // After the ChatServer's own middleware (the user is known), before the per-user slots.
-    refuseBanned(io, backend.bans, log);
-    // After the ChatServer's own middleware: the user is known, nothing else refuses after it.
-    admission.limitUsers(io);
-    backend.onPresence(chat.deliverPresence.bind(chat));
-    backend.onDelivery(chat.deliverMessage.bind(chat));
+    apps = new AppRuntimes(
+      {
+        io,
+        config,
+        backend,
+        admission,
+        owner,
+        logger,
+        onFlood: (socket, app, why) =>
+          log.warn("disconnected a flooding client (E_RATE_LIMITED)", {
+            app,
+            fd: socket.id,
+            userId: socket.data.user?.userId,
+            why,
+          }),
+      },
+      config.apps,
+    );
+    const runtimes = apps;
+    backend.onPresence((event) => runtimes.deliverPresence(event));
+    backend.onDelivery((delivery) => runtimes.deliverMessage(delivery));
     // Messages published while the subscription was down never arrive: fetch them.
     backend.onHealth((up) => {
-      if (up) void chat?.catchUpMessages();
+      if (up) void runtimes.catchUpMessages();
     });
     backend.onHealth((up) => send({ type: "wws:health", backendUp: up }));
-    await backend.start(chat);
+    await backend.start(runtimes);
     ready = true;
     for (const [data, socket] of queue.splice(0)) accept(data, socket);
     send({ type: "wws:ready", owner });

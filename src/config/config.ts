@@ -117,8 +117,34 @@ export interface Config {
   webhookMessages: boolean;
   /** Most webhook events kept while the receiver is failing (older ones are dropped, counted). @default 10000 */
   webhookQueueSize: number;
+  /** Most users in one room (0 = no limit); a handshake into a full room gets E_ROOM_FULL. @default 0 */
+  maxRoomSize: number;
+  /**
+   * A JSON file of apps (`[{ id, jwtSecrets, apiKey, ... }]` or `{ "apps": [...] }`), re-read by
+   * `reload` and SIGHUP. Without it, apps come from the `--config` file's `apps` key. @default ""
+   */
+  appsFile: string;
   /** Detach and run in the background. @default false */
   daemon: boolean;
+  /** The tenants besides the default app (namespace `/`): see src/apps/app-spec.ts. @default [] */
+  apps: AppSpec[];
+  /** The `--config` file the service started with (its `apps` are re-read by reload). @default "" */
+  configFile: string;
+}
+
+/**
+ * An app (a tenant: one project's namespace, keys, rooms and limits), as validated from the apps
+ * file by parseApps (config/apps.ts).
+ */
+export interface AppSpec {
+  /** The namespace is `/<id>`. */
+  id: string;
+  /** Shown on the chat page and in the admin API. */
+  name: string;
+  /** HS256 secrets; a token signed with any of them is accepted (two during a rotation). */
+  jwtSecrets: string[];
+  /** The config keys the app sets for itself; src/config/apps.ts APP_KEYS lists them. */
+  settings: Partial<Config>;
 }
 
 /** A `<count>/<seconds>s` rate, as the rate keys take it. */
@@ -187,15 +213,24 @@ export const DEFAULTS: Config = {
   webhookSecret: "",
   webhookMessages: false,
   webhookQueueSize: 10_000,
+  maxRoomSize: 0,
+  appsFile: "",
   daemon: false,
+  apps: [],
+  configFile: "",
 };
 
 export class ConfigError extends Error {
   constructor(
     readonly key: string,
-    message: string,
+    /** What is wrong, without the key's names. */
+    readonly detail: string,
   ) {
-    super(`invalid ${key} (--${kebab(key)} / ${envName(key)}): ${message}`);
+    super(
+      key === "apps"
+        ? `invalid apps (--apps-file or the config file's "apps"): ${detail}`
+        : `invalid ${key} (--${kebab(key)} / ${envName(key)}): ${detail}`,
+    );
     this.name = "ConfigError";
   }
 }
@@ -213,7 +248,9 @@ type Rule =
   | { kind: "enum"; values: readonly string[] }
   | { kind: "string"; nonEmpty?: boolean }
   | { kind: "bool" }
-  | { kind: "rate" };
+  | { kind: "rate" }
+  /** Not a flag: set from files (apps) or by the CLI itself (configFile). */
+  | { kind: "internal" };
 
 /** How each key is checked; the CLI builds its options from the same table. */
 export const RULES: { [K in keyof Config]: Rule } = {
@@ -264,8 +301,17 @@ export const RULES: { [K in keyof Config]: Rule } = {
   webhookSecret: { kind: "string" },
   webhookMessages: { kind: "bool" },
   webhookQueueSize: { kind: "int", min: 1, max: 10_000_000 },
+  maxRoomSize: { kind: "int", min: 0, max: 10_000_000 },
+  appsFile: { kind: "string" },
   daemon: { kind: "bool" },
+  apps: { kind: "internal" },
+  configFile: { kind: "internal" },
 };
+
+/** Checks one key's value as a flag's would be (strings are accepted for numbers and booleans). */
+export function checkKey(key: keyof Config, value: unknown): unknown {
+  return check(key, RULES[key], value);
+}
 
 function check(key: keyof Config, rule: Rule, value: unknown): unknown {
   const shown = JSON.stringify(value);
@@ -298,6 +344,8 @@ function check(key: keyof Config, rule: Rule, value: unknown): unknown {
         throw new ConfigError(key, `expected <count>/<seconds>s (e.g. 20/4s) or 0, got ${shown}`);
       }
       return value.trim();
+    case "internal":
+      return value;
   }
 }
 

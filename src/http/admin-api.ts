@@ -6,21 +6,28 @@ import { ChatError } from "../chat/chat-error.js";
 import type { PresenceConnection, PresenceStore } from "../presence/presence-store.js";
 import {
   ApiError,
-  bearerCheck,
+  byBearer,
   decodePathPart,
   readJson,
   replyError,
   replyJson,
 } from "./api-common.js";
 
-export interface AdminApiOptions {
-  /** Bearer key of the admin API (--admin-key); empty disables it. */
+/** What the admin API reaches of one app: its key opens that app only. */
+export interface AdminApp {
+  id: string;
+  /** Its --admin-key (or the apps file's adminKey); empty: no key opens it. */
   adminKey: string;
-  presence: () => PresenceStore | undefined;
-  bans: () => BanStore | undefined;
-  actions: () => AdminActions | undefined;
+  presence: PresenceStore;
+  bans: BanStore;
+  actions: AdminActions;
   /** Longest notice or reason (--max-message-length). */
   maxMessageLength: number;
+}
+
+export interface AdminApiOptions {
+  /** Every app, once the service is up (undefined while it starts). */
+  apps: () => Iterable<AdminApp> | undefined;
 }
 
 /** Longest ban: a year. */
@@ -39,26 +46,24 @@ const BAN = /^\/api\/v1\/admin\/bans\/([^/]+)$/;
  * with `Authorization: Bearer <--admin-key>`.
  */
 export function adminApi(opts: AdminApiOptions) {
-  const authorized = bearerCheck(opts.adminKey);
-
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     res.setHeader("Connection", "close");
     try {
-      if (!opts.adminKey) {
+      const apps = opts.apps();
+      if (!apps) throw new ChatError("E_INTERNAL", "the service is starting");
+      const list = [...apps];
+      if (list.every((a) => a.adminKey === "")) {
         throw new ApiError("E_API_DISABLED", "the admin API is off: start with --admin-key");
       }
-      if (!authorized(req)) {
+      // The key says which app: an app's operators see and act on that app only.
+      const app = byBearer(req, list, (a) => a.adminKey);
+      if (!app) {
         throw new ApiError(
           "E_API_UNAUTHORIZED",
           "missing or wrong Authorization: Bearer <admin key>",
         );
       }
-      const presence = opts.presence();
-      const bans = opts.bans();
-      const actions = opts.actions();
-      if (!presence || !bans || !actions) {
-        throw new ChatError("E_INTERNAL", "the service is starting");
-      }
+      const { presence, bans, actions } = app;
       const path = new URL(req.url ?? "/", "http://x").pathname;
       const method = req.method ?? "GET";
       const roomUsers = ROOM_USERS.exec(path);
@@ -67,7 +72,7 @@ export function adminApi(opts: AdminApiOptions) {
       const ban = BAN.exec(path);
 
       if (method === "GET" && path === "/api/v1/admin/rooms") {
-        replyJson(res, 200, { ok: true, rooms: await presence.roomCounts() });
+        replyJson(res, 200, { ok: true, app: app.id, rooms: await presence.roomCounts() });
       } else if (method === "GET" && roomUsers) {
         const room = checkRoom(decodePathPart(roomUsers[1]));
         const users = byUser(await presence.roomConnections(room));
@@ -75,7 +80,7 @@ export function adminApi(opts: AdminApiOptions) {
       } else if (method === "POST" && userDisconnect) {
         const userId = pathUserId(userDisconnect[1]);
         const body = await readJson(req, MAX_BODY);
-        const reason = optionalText(body.reason, "reason", opts.maxMessageLength);
+        const reason = optionalText(body.reason, "reason", app.maxMessageLength);
         const banSeconds = optionalBanSeconds(body.banSeconds);
         // Banned first: a tab reconnecting while the others are disconnected is refused.
         const banned =
@@ -91,7 +96,7 @@ export function adminApi(opts: AdminApiOptions) {
         const room = checkRoom(decodePathPart(roomKick[1]));
         const body = await readJson(req, MAX_BODY);
         const userId = bodyUserId(body.userId);
-        const reason = optionalText(body.reason, "reason", opts.maxMessageLength);
+        const reason = optionalText(body.reason, "reason", app.maxMessageLength);
         const reach = await actions.everywhere({
           kind: "kick",
           userId,
@@ -108,7 +113,7 @@ export function adminApi(opts: AdminApiOptions) {
       } else if (method === "POST" && path === "/api/v1/admin/notice") {
         const body = await readJson(req, MAX_BODY);
         const room = body.room === undefined ? undefined : checkRoom(body.room);
-        const message = noticeText(body.message, opts.maxMessageLength);
+        const message = noticeText(body.message, app.maxMessageLength);
         actions.notice(message, room);
         replyJson(res, 200, { ok: true, ...(room === undefined ? {} : { room }) });
       } else if (method === "GET" && path === "/api/v1/admin/bans") {

@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type net from "node:net";
 import type { Server, Socket } from "socket.io";
+import { scopeUser } from "../apps/app-scope.js";
+import { APP_SLOT } from "../cluster/connection-ledger.js";
 import { LedgerClient, type Reservation } from "../cluster/ledger-client.js";
 import type { Config } from "../config/config.js";
 import { addressKey, ClientAddresses } from "./client-address.js";
@@ -37,13 +39,17 @@ function normalOrigin(origin: string): string {
   }
 }
 
-/** socket.io's `cors` option: `*` for any origin, else echo only the listed ones. */
-export function corsFor(list: string): { origin: string | string[] } {
-  const origins = parseOrigins(list);
-  return { origin: origins === "*" ? "*" : [...origins] };
+/** Whether a request's Origin header may connect (no header: not a browser page, allowed). */
+export function originAllowed(origins: Set<string> | "*", origin: string | undefined): boolean {
+  return origin === undefined || origins === "*" || origins.has(normalOrigin(origin));
 }
 
-const NO_SLOT: Reservation = { ok: true, release: () => {} };
+/** An app's connection caps on this node (0 = none), read at each handshake (reloads). */
+export interface UserLimits {
+  app: string;
+  perApp: number;
+  perUser: number;
+}
 
 /**
  * Admission of new Engine.IO sessions in a worker (requests without `sid`; a session's later
@@ -53,10 +59,9 @@ const NO_SLOT: Reservation = { ok: true, release: () => {} };
  * (handshake refused or aborted), when its connection closes.
  */
 export class Admission {
-  private readonly origins: Set<string> | "*";
+  private origins: Set<string> | "*";
   private readonly addresses: ClientAddresses;
   private readonly sessionLimits: boolean;
-  private readonly userLimit: boolean;
   /** Slots granted to requests whose session does not exist yet. */
   private readonly unclaimed = new WeakMap<IncomingMessage, () => void>();
 
@@ -75,7 +80,6 @@ export class Admission {
       config.maxConnections > 0 ||
       config.maxConnectionsPerAddress > 0 ||
       config.connectRate.trim() !== "0";
-    this.userLimit = config.maxConnectionsPerUser > 0;
   }
 
   /** Installs the middleware and the release hooks on the engine. */
@@ -95,56 +99,90 @@ export class Admission {
   }
 
   /**
-   * Reserves one of the user's --max-connections-per-user slots on this node. For socket.io's
-   * `io.use`, once the user is known: see `admitUser` for the usual wiring.
+   * Reserves the app's and the user's slots for `socket` (see limitUsers) and releases them when
+   * the socket disconnects (or its connection closes, should the handshake never complete).
+   * Resolves with the refusal (E_TOO_MANY_CONNECTIONS) to pass to `next` as connect_error data,
+   * or undefined. Call it last in the middleware: a refusal decided after it must call the
+   * socket's disconnect.
    */
-  reserveUser(userId: string): Promise<Reservation> {
-    if (!this.userLimit) return Promise.resolve(NO_SLOT);
-    return this.ledger.reserve("user", userId);
-  }
-
-  /**
-   * Reserves the user's slot for `socket` and releases it when the socket disconnects (or its
-   * connection closes, should the handshake never complete). Resolves with the refusal
-   * (E_TOO_MANY_CONNECTIONS) to pass to `next` as connect_error data, or undefined. Call it
-   * last in the middleware: a refusal decided after it must call the socket's disconnect.
-   */
-  async admitUser(socket: UserSocket, userId: string): Promise<Refusal | undefined> {
-    const slot = await this.reserveUser(userId);
-    if (!slot.ok) return slot.refusal;
+  async admitUser(
+    socket: UserSocket,
+    userKey: string,
+    limits: UserLimits,
+  ): Promise<Refusal | undefined> {
+    const slots: Reservation[] = [];
+    const releaseAll = () => {
+      for (const s of slots) if (s.ok) s.release();
+    };
+    if (limits.perApp > 0) {
+      const slot = await this.ledger.reserve("user", APP_SLOT(limits.app), limits.perApp);
+      if (!slot.ok) return slot.refusal;
+      slots.push(slot);
+    }
+    if (limits.perUser > 0) {
+      const slot = await this.ledger.reserve("user", userKey, limits.perUser);
+      if (!slot.ok) {
+        releaseAll();
+        return slot.refusal;
+      }
+      slots.push(slot);
+    }
+    if (slots.length === 0) return undefined;
     if (socket.conn.readyState === "closed") {
-      slot.release();
+      releaseAll();
       return undefined;
     }
-    socket.once("disconnect", slot.release);
-    socket.conn.once("close", slot.release);
+    socket.once("disconnect", releaseAll);
+    socket.conn.once("close", releaseAll);
     return undefined;
   }
 
   /**
-   * Adds the per-user cap as socket.io middleware. Install it after the ChatServer (whose own
-   * middleware authenticates and sets `socket.data.user`): it runs last, so a slot is taken only
-   * by a handshake that nothing else refuses. The refusal reaches the client as connect_error
-   * with `data: { code: "E_TOO_MANY_CONNECTIONS", message }`.
+   * Adds an app's connection caps as socket.io middleware: its own cap on the node, then the
+   * per-user cap (keyed by app and userId). Install it after the ChatServer (whose own middleware
+   * authenticates and sets `socket.data.user`): it runs last, so a slot is taken only by a
+   * handshake that nothing else refuses. The refusal reaches the client as connect_error with
+   * `data: { code: "E_TOO_MANY_CONNECTIONS", message }`.
    */
-  limitUsers(io: {
-    use(fn: (socket: Socket, next: (err?: Error) => void) => void): unknown;
-  }): void {
-    if (!this.userLimit) return;
-    io.use((socket, next) => {
+  limitUsers(
+    nsp: { use(fn: (socket: Socket, next: (err?: Error) => void) => void): unknown },
+    limits: () => UserLimits,
+  ): void {
+    nsp.use((socket, next) => {
       const userId = (socket as unknown as UserSocket).data.user?.userId;
-      if (userId === undefined) {
+      const now = limits();
+      if (userId === undefined || (now.perApp <= 0 && now.perUser <= 0)) {
         next();
         return;
       }
-      this.admitUser(socket as unknown as UserSocket, userId).then((refusal) => {
-        if (!refusal) {
-          next();
-          return;
-        }
-        next(Object.assign(new Error(refusal.message), { data: refusal }));
-      });
+      this.admitUser(socket as unknown as UserSocket, scopeUser(now.app, userId), now).then(
+        (refusal) => {
+          if (!refusal) {
+            next();
+            return;
+          }
+          next(Object.assign(new Error(refusal.message), { data: refusal }));
+        },
+      );
     });
+  }
+
+  /**
+   * The origins pages may connect from, as the union of every app's (an app's own are checked
+   * again at its namespace, see originAllowed): set at start and by every apps reload.
+   */
+  setOrigins(lists: string[]): void {
+    const parsed = lists.map(parseOrigins);
+    this.origins = parsed.includes("*")
+      ? "*"
+      : new Set(parsed.flatMap((p) => [...(p as Set<string>)]));
+  }
+
+  /** socket.io's `cors` option, following setOrigins. */
+  get cors(): {
+    origin: (origin: string | undefined, cb: (err: null, ok: boolean) => void) => void;
+  } {
+    return { origin: (origin, cb) => cb(null, originAllowed(this.origins, origin)) };
   }
 
   private admit(req: EngineRequest, res: ServerResponse, next: (err?: unknown) => void): void {
@@ -152,8 +190,7 @@ export class Admission {
       next();
       return;
     }
-    const origin = req.headers.origin;
-    if (origin !== undefined && this.origins !== "*" && !this.origins.has(normalOrigin(origin))) {
+    if (!originAllowed(this.origins, req.headers.origin)) {
       const refusal: Refusal = {
         code: "E_ORIGIN_FORBIDDEN",
         message: "this page's origin may not connect",

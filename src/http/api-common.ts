@@ -38,11 +38,34 @@ export class ApiError extends Error {
 
 /** A check of `Authorization: Bearer <key>`; always false for an empty key. */
 export function bearerCheck(apiKey: string): (req: IncomingMessage) => boolean {
-  const key = Buffer.from(apiKey);
-  return (req) => {
-    const given = Buffer.from((req.headers.authorization ?? "").replace(/^Bearer\s+/i, ""));
-    return key.length > 0 && given.length === key.length && timingSafeEqual(given, key);
-  };
+  return (req) => sameKey(bearerOf(req), apiKey);
+}
+
+/** The key of `Authorization: Bearer <key>` ("" when there is none). */
+export function bearerOf(req: IncomingMessage): string {
+  return (req.headers.authorization ?? "").replace(/^Bearer\s+/i, "");
+}
+
+/** Whether a presented key is `key`, in constant time for keys of its length; never for "". */
+export function sameKey(given: string, key: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(key);
+  return b.length > 0 && a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * The one of `candidates` whose key the request presents. Every candidate is compared (no early
+ * exit), so the time taken does not tell which app's key was close.
+ */
+export function byBearer<T>(
+  req: IncomingMessage,
+  candidates: Iterable<T>,
+  keyOf: (c: T) => string,
+): T | undefined {
+  const given = bearerOf(req);
+  let found: T | undefined;
+  for (const c of candidates) if (sameKey(given, keyOf(c)) && found === undefined) found = c;
+  return found;
 }
 
 /** Answers with a JSON body; every API response closes its connection. */

@@ -7,20 +7,29 @@ import type { HistoryStore } from "../history/history-store.js";
 import type { PresenceStore } from "../presence/presence-store.js";
 import {
   ApiError,
-  bearerCheck,
+  byBearer,
   decodePathPart,
   readJson,
   replyError,
   replyJson,
 } from "./api-common.js";
 
-export interface PushApiOptions {
-  /** Bearer key of the API; empty disables it. */
+/** What the API reaches of one app: a key opens that app, and nothing of the others. */
+export interface PushApp {
+  id: string;
+  /** Its --api-key (or the apps file's apiKey); empty: no key opens it. */
   apiKey: string;
-  chat: () => ChatServer | undefined;
-  presence: () => PresenceStore | undefined;
-  history: () => HistoryStore | undefined;
+  chat: ChatServer;
+  presence: PresenceStore;
+  history: HistoryStore;
   maxMessageLength: number;
+  maxImageBytes: number;
+}
+
+export interface PushApiOptions {
+  /** Every app, once the service is up (undefined while it starts). */
+  apps: () => Iterable<PushApp> | undefined;
+  /** The largest image any app accepts (the body limit). */
   maxImageBytes: number;
 }
 
@@ -33,28 +42,30 @@ const ROOM_MESSAGES = /^\/api\/v1\/rooms\/([^/]+)\/messages$/;
  * Authenticated with `Authorization: Bearer <--api-key>`.
  */
 export function pushApi(opts: PushApiOptions) {
-  const authorized = bearerCheck(opts.apiKey);
   const maxBody = opts.maxImageBytes + 16 * 1024;
 
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     res.setHeader("Connection", "close");
     const reply = (status: number, body: unknown) => replyJson(res, status, body);
     try {
-      if (!opts.apiKey)
+      const apps = opts.apps();
+      if (!apps) throw new ChatError("E_INTERNAL", "the service is starting");
+      const list = [...apps];
+      if (list.every((a) => a.apiKey === ""))
         throw new ApiError("E_API_DISABLED", "the HTTP API is off: start with --api-key");
-      if (!authorized(req))
+      // The key says which app: the API never reaches another app's rooms.
+      const app = byBearer(req, list, (a) => a.apiKey);
+      if (!app)
         throw new ApiError(
           "E_API_UNAUTHORIZED",
           "missing or wrong Authorization: Bearer <api key>",
         );
+      const { chat, presence, history } = app;
       const url = new URL(req.url ?? "/", "http://x");
-      const chat = opts.chat();
-      const presence = opts.presence();
-      if (!chat || !presence) throw new ChatError("E_INTERNAL", "the service is starting");
       const usersMatch = ROOM_USERS.exec(url.pathname);
       if (req.method === "GET" && usersMatch) {
         const room = checkRoom(decodePathPart(usersMatch[1]));
-        reply(200, { room, users: await presence.list(room) });
+        reply(200, { app: app.id, room, users: await presence.list(room) });
         return;
       }
       if (req.method === "POST" && url.pathname === "/api/v1/push") {
@@ -68,12 +79,13 @@ export function pushApi(opts: PushApiOptions) {
             notice: body.notice,
             cid: body.cid,
           },
-          opts,
+          app,
         );
         const from = parseFrom(body.from);
         const sent = await chat.push(room, msg, from);
         reply(200, {
           ok: true,
+          app: app.id,
           id: sent.id,
           action: sent.action,
           endTime: sent.endTime,
@@ -100,12 +112,10 @@ export function pushApi(opts: PushApiOptions) {
             "since must be an integer >= 0 and limit an integer 1-1000",
           );
         }
-        const history = opts.history();
-        if (!history) throw new ChatError("E_INTERNAL", "the service is starting");
         const range = await history.range(room, after, limit).catch(() => {
           throw new ChatError("E_UNAVAILABLE", "history is unreachable; retry");
         });
-        reply(200, { room, ...range });
+        reply(200, { app: app.id, room, ...range });
         return;
       }
       throw new ApiError("E_NOT_FOUND", `no route ${req.method} ${url.pathname}`);

@@ -24,7 +24,7 @@ const TYPES: Record<string, string> = {
  * Every response closes its connection: the primary routes a TCP connection once, by its first
  * request, so a kept-alive connection must not carry a later request for another worker.
  */
-export function staticFiles(clientConfig: () => Record<string, unknown>) {
+export function staticFiles(clientConfig: (app: string | undefined) => Record<string, unknown>) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     res.setHeader("Connection", "close");
     if (req.method !== "GET" && req.method !== "HEAD") {
@@ -34,7 +34,8 @@ export function staticFiles(clientConfig: () => Record<string, unknown>) {
     const url = new URL(req.url ?? "/", "http://x");
     if (url.pathname === "/config.json") {
       res.writeHead(200, { "Content-Type": TYPES[".json"], "Cache-Control": "no-store" });
-      res.end(JSON.stringify(clientConfig()));
+      // `?app=<id>`: the settings of that app's namespace (the page takes the app from its URL).
+      res.end(JSON.stringify(clientConfig(url.searchParams.get("app") ?? undefined)));
       return;
     }
     try {

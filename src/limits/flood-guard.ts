@@ -33,6 +33,8 @@ type Verdict = { ok: true } | { ok: false; retryAfterMs: number; limit: Limit };
 
 export interface FloodGuardOptions {
   config: Config;
+  /** The app whose connections it guards (metrics label). @default "default" */
+  app?: string;
   /** Counts shared by every worker and node (per-user limits). */
   shared: SharedLimits;
   /** Logs a connection dropped for abuse. */
@@ -135,7 +137,7 @@ export class FloodGuard {
             return;
           }
           const seconds = Math.ceil(verdict.retryAfterMs / 1000);
-          rateLimited.inc({ kind });
+          rateLimited.inc({ kind, app: this.opts.app ?? "default" });
           this.refuse(
             socket,
             ack,

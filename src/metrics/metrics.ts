@@ -3,8 +3,8 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 /**
  * Every metric of the service, in one registry per process. Counted where things happen (one
  * call at each counting point), or read when scraped (gauges' collect, see worker-metrics.ts).
- * Labels are codes, types and transports only: never users or rooms, so a series count stays
- * fixed whatever the traffic. The primary gathers the workers' registries into one scrape
+ * Labels are codes, types, transports and apps only: never users or rooms, so a series count
+ * stays fixed whatever the traffic (apps are the operator's, and few). The primary gathers the workers' registries into one scrape
  * (node-metrics.ts); how each metric combines across processes is its `aggregator`.
  */
 export const registry = new Registry();
@@ -14,8 +14,8 @@ export const registry = new Registry();
  * redis-metrics.ts in the processes that have them (a gauge without its source keeps its value).
  */
 export const sources: {
-  /** Connected chat clients by transport name. */
-  connections?: () => Record<string, number>;
+  /** Connected chat clients by transport name and app. */
+  connections?: () => { transport: string; app: string; n: number }[];
   rooms?: () => number;
   /** The presence store's figures (one store call per scrape for both gauges). */
   presence?: () => Promise<{ connections: number; users: number } | undefined>;
@@ -31,21 +31,21 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 
 export const connections = new Gauge({
   name: `${PREFIX}connections`,
-  help: "Connected chat clients (handshake done), by Engine.IO transport",
-  labelNames: ["transport"] as const,
+  help: "Connected chat clients (handshake done), by Engine.IO transport and app",
+  labelNames: ["transport", "app"] as const,
   registers: [registry],
   collect() {
     const by = sources.connections?.();
     if (!by) return;
     this.reset();
-    for (const [transport, n] of Object.entries(by)) this.set({ transport }, n);
+    for (const { transport, app, n } of by) this.set({ transport, app }, n);
   },
 });
 
 export const handshakes = new Counter({
   name: `${PREFIX}handshakes_total`,
-  help: "Connection attempts by result: accepted (201 sent) or the refusal's error code",
-  labelNames: ["result"] as const,
+  help: "Connection attempts by result: accepted (201 sent) or the refusal's error code, by app (none: refused before the app was known)",
+  labelNames: ["result", "app"] as const,
   registers: [registry],
 });
 
@@ -58,8 +58,8 @@ export const handshakeSeconds = new Histogram({
 
 export const messagesReceived = new Counter({
   name: `${PREFIX}messages_received_total`,
-  help: "Chat messages accepted for delivery (clients and the push API), by message type",
-  labelNames: ["type"] as const,
+  help: "Chat messages accepted for delivery (clients and the push API), by message type and app",
+  labelNames: ["type", "app"] as const,
   registers: [registry],
 });
 
@@ -91,8 +91,8 @@ export const errors = new Counter({
 
 export const rateLimited = new Counter({
   name: `${PREFIX}rate_limited_total`,
-  help: "Client events refused with E_RATE_LIMITED, by kind (message, state, query)",
-  labelNames: ["kind"] as const,
+  help: "Client events refused with E_RATE_LIMITED, by kind (message, state, query) and app",
+  labelNames: ["kind", "app"] as const,
   registers: [registry],
 });
 
@@ -188,8 +188,8 @@ export function appended(started: number, ok: boolean): void {
 }
 
 /** A connection's handshake is done (201 sent): `issued` is Socket.IO's handshake time (ms). */
-export function handshakeDone(issued: number): void {
-  handshakes.inc({ result: "accepted" });
+export function handshakeDone(issued: number, app: string): void {
+  handshakes.inc({ result: "accepted", app });
   handshakeSeconds.observe(Math.max(0, Date.now() - issued) / 1000);
 }
 

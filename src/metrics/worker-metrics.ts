@@ -1,11 +1,12 @@
 import { AggregatorRegistry, collectDefaultMetrics } from "prom-client";
-import type { ChatIo } from "../chat/chat-io.js";
+import type { ChatNamespace } from "../chat/chat-io.js";
 import { roomKey } from "../chat/rooms.js";
 import type { PresenceStore } from "../presence/presence-store.js";
 import { registry, sources } from "./metrics.js";
 
 export interface WorkerMetricsOptions {
-  io: ChatIo;
+  /** Every app's namespace, by app id (apps come and go with reloads). */
+  namespaces: () => Iterable<[string, ChatNamespace]>;
   workerId: number;
   adapter: "cluster" | "redis";
   /** The backend's presence store, once it is up. */
@@ -25,18 +26,23 @@ export function workerMetrics(opts: WorkerMetricsOptions): void {
   AggregatorRegistry.setRegistries(registry);
   // Constructed in a worker it only installs the responder (the primary never constructs one).
   new AggregatorRegistry();
-  const namespace = opts.io.of("/");
   sources.connections = () => {
-    const by: Record<string, number> = { websocket: 0, polling: 0 };
-    for (const socket of namespace.sockets.values()) {
-      const name = socket.conn.transport.name;
-      by[name] = (by[name] ?? 0) + 1;
+    const out: { transport: string; app: string; n: number }[] = [];
+    for (const [app, namespace] of opts.namespaces()) {
+      const by: Record<string, number> = { websocket: 0, polling: 0 };
+      for (const socket of namespace.sockets.values()) {
+        const name = socket.conn.transport.name;
+        by[name] = (by[name] ?? 0) + 1;
+      }
+      for (const [transport, n] of Object.entries(by)) out.push({ transport, app, n });
     }
-    return by;
+    return out;
   };
   sources.rooms = () => {
     let n = 0;
-    for (const key of namespace.adapter.rooms.keys()) if (key.startsWith(ROOM_PREFIX)) n++;
+    for (const [, namespace] of opts.namespaces()) {
+      for (const key of namespace.adapter.rooms.keys()) if (key.startsWith(ROOM_PREFIX)) n++;
+    }
     return n;
   };
   // Both presence gauges are collected at once (concurrently): they share the store call in

@@ -18,6 +18,7 @@ export class ClusterWebhooks {
   constructor(
     private readonly config: Config,
     log: Logger,
+    app = "default",
   ) {
     this.queue = new MemoryWebhookQueue(config.webhookQueueSize, (waiting) => {
       if (waiting === 1 || waiting >= BATCH_SIZE) this.sender.wake();
@@ -26,15 +27,16 @@ export class ClusterWebhooks {
       url: config.webhookUrl,
       secret: config.webhookSecret,
       source: this.queue,
-      log: log.child({ component: "webhooks" }),
+      log: log.child({ component: "webhooks", app }),
       initialDrops: 0,
+      app,
     });
     this.sender.start();
   }
 
   /** The webhooks of a config, or undefined when --webhook-url is not set. */
-  static create(config: Config, log: Logger): ClusterWebhooks | undefined {
-    return config.webhookUrl === "" ? undefined : new ClusterWebhooks(config, log);
+  static create(config: Config, log: Logger, app?: string): ClusterWebhooks | undefined {
+    return config.webhookUrl === "" ? undefined : new ClusterWebhooks(config, log, app);
   }
 
   presence(event: PresenceEvent): void {

@@ -23,9 +23,11 @@ export async function postBatch(
   secret: string,
   events: WebhookEvent[],
   timeoutMs = POST_TIMEOUT_MS,
+  app?: string,
 ): Promise<PostResult> {
   const sentAt = Date.now();
-  const body = JSON.stringify({ sentAt, events });
+  // `app`: which app the events are of (every app has its own URL and secret).
+  const body = JSON.stringify(app === undefined ? { sentAt, events } : { sentAt, app, events });
   try {
     const res = await fetch(url, {
       method: "POST",

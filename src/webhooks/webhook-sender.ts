@@ -26,6 +26,8 @@ export interface WebhookSenderOptions {
   postTimeoutMs?: number;
   /** Drops the source counted before this sender began (undefined: take its first count). */
   initialDrops?: number;
+  /** The app whose events these are: the body's `app`. @default "default" */
+  app?: string;
 }
 
 export interface WebhookStats {
@@ -125,6 +127,7 @@ export class WebhookSender {
         this.opts.secret,
         batch.events,
         this.opts.postTimeoutMs ?? POST_TIMEOUT_MS,
+        this.opts.app ?? "default",
       );
       if (res.ok) {
         await source.ack(batch.last).catch((err: unknown) =>

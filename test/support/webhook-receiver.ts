@@ -10,6 +10,8 @@ import { verifySignature } from "../../src/webhooks/webhook-signature.js";
 
 export interface ReceivedBatch {
   events: WebhookEvent[];
+  /** The body's `app`: whose events these are. */
+  app?: string;
   /** Whether this POST was answered 2xx. */
   acked: boolean;
   signatureOk: boolean;
@@ -51,8 +53,11 @@ export class WebhookReceiver {
           req.headers["x-weigot-signature"] as string | undefined,
         );
         let events: WebhookEvent[] = [];
+        let app: string | undefined;
         try {
-          events = (JSON.parse(raw.toString()) as { events: WebhookEvent[] }).events;
+          const body = JSON.parse(raw.toString()) as { events: WebhookEvent[]; app?: string };
+          events = body.events;
+          app = body.app;
         } catch {
           events = [];
         }
@@ -60,6 +65,7 @@ export class WebhookReceiver {
         const acked = mode === "ok" && signatureOk;
         this.batches.push({
           events,
+          app,
           acked,
           signatureOk,
           timestamp: req.headers["x-weigot-timestamp"] as string | undefined,
