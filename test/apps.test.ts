@@ -426,11 +426,21 @@ describe("apps across 2 nodes via Redis", { timeout: 120_000 }, () => {
   let redis: RedisServer;
   let nodes: NodeHandle[] = [];
   const prefix = "apps-test";
+  const receiver = new WebhookReceiver(HOOK_SECRET);
 
   before(async () => {
     redis = await startRedisServer();
+    await receiver.open(0);
     const file = path.join(tempDir(), "apps.json");
-    writeApps(file, [alpha({ messageRate: "100/10s" }), beta()]);
+    writeApps(file, [
+      alpha({
+        messageRate: "100/10s",
+        webhookUrl: receiver.url,
+        webhookSecret: HOOK_SECRET,
+        webhookMessages: true,
+      }),
+      beta(),
+    ]);
     nodes = await Promise.all(
       ["a", "b"].map((nodeId) =>
         startNode({
@@ -446,6 +456,7 @@ describe("apps across 2 nodes via Redis", { timeout: 120_000 }, () => {
   after(async () => {
     await Promise.all(nodes.map((n) => n.stop()));
     await redis?.stop();
+    await receiver.close();
   });
 
   it("the same room in two apps is isolated across nodes; Redis keys carry the app id", async () => {
@@ -497,6 +508,33 @@ describe("apps across 2 nodes via Redis", { timeout: 120_000 }, () => {
     } finally {
       await client.close();
     }
+    // Alpha's webhooks (queued in Redis by the stores' scripts, in alpha's own queue): alpha's
+    // events only, with the plain room name, sent once.
+    await waitUntil(
+      () =>
+        receiver.acked.some(
+          (e) => e.type === "message" && e.envelope?.data.content.message === "alpha marker",
+        ),
+      "alpha's webhooks via Redis",
+      15_000,
+    );
+    assert.ok(receiver.batches.every((b) => b.app === "alpha" && b.signatureOk));
+    const hooked = receiver.acked;
+    assert.ok(
+      hooked.every((e) => e.room === "lobby"),
+      JSON.stringify(hooked),
+    );
+    assert.deepEqual(
+      hooked
+        .filter((e) => e.type === "user.online")
+        .map((e) => e.user?.userId)
+        .sort(),
+      ["ann", "bob"],
+    );
+    assert.deepEqual(
+      hooked.filter((e) => e.type === "message").map((e) => e.envelope?.data.content.message),
+      ["alpha across", "alpha marker"],
+    );
     // The API of node b, with alpha's key, sees alpha's users of both nodes.
     const users = await api(nb.url, "GET", "/api/v1/rooms/lobby/users", "alpha-api-key");
     assert.deepEqual((users.body.users as { userId: string }[]).map((u) => u.userId).sort(), [

@@ -1,5 +1,6 @@
 import type { Server } from "socket.io";
 import type { BanStore } from "../admin/ban-store.js";
+import type { Config } from "../config/config.js";
 import type { Delivery, HistoryStore } from "../history/history-store.js";
 import type { SharedLimits } from "../limits/shared-limits.js";
 import type { PresenceEvent, PresenceStore } from "../presence/presence-store.js";
@@ -32,6 +33,8 @@ export interface Backend {
   readonly sharedLimits: SharedLimits;
   /** Called with false when the shared backend is lost and true when it is back. */
   onHealth(listener: (up: boolean) => void): void;
+  /** An apps reload (config.apps is the new list): per-app duties of the backend (webhooks). */
+  applyApps?(config: Config): void;
   /** Stops background duties and closes connections. Idempotent. */
   close(): Promise<void>;
 }

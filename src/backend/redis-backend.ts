@@ -3,6 +3,7 @@ import { RateLimiterMemory, RateLimiterRedis, RLWrapperTimeouts } from "rate-lim
 import { createClient } from "redis";
 import type { Server } from "socket.io";
 import { RedisBanStore } from "../admin/redis-ban-store.js";
+import { appConfigs } from "../config/apps.js";
 import type { Config } from "../config/config.js";
 import type { Delivery } from "../history/history-store.js";
 import { parseDelivery, RedisHistoryStore } from "../history/redis-history-store.js";
@@ -15,6 +16,7 @@ import type { Heartbeat } from "../presence/owner-heartbeat.js";
 import type { PresenceEvent } from "../presence/presence-store.js";
 import { STALE_NODE_GRACE_MS } from "../presence/reconnect-grace.js";
 import { RedisPresenceStore } from "../presence/redis-presence-store.js";
+import { AppWebhooks } from "../webhooks/app-webhooks.js";
 import { RedisWebhooks } from "../webhooks/redis-webhooks.js";
 import { type Backend, CLEAN_NODE_ENV, type PresenceSink } from "./backend.js";
 
@@ -53,8 +55,8 @@ export class RedisBackend implements Backend {
   private closing?: Promise<void>;
   private chat?: PresenceSink;
   private refreshTimer?: NodeJS.Timeout;
-  /** Every process competes to send the service's webhooks; one at a time does. */
-  private webhooks?: RedisWebhooks;
+  /** Every process competes to send each app's webhooks; one at a time does, per app. */
+  private webhooks?: AppWebhooks;
 
   private constructor(
     private readonly config: Config,
@@ -151,7 +153,8 @@ export class RedisBackend implements Backend {
 
   async start(chat: PresenceSink): Promise<void> {
     this.chat = chat;
-    this.webhooks = RedisWebhooks.create(this.config, this.owner, this.log);
+    this.webhooks = new AppWebhooks((app, c) => RedisWebhooks.create(c, this.owner, this.log, app));
+    this.webhooks.apply(appConfigs(this.config));
     // Events published while this process's subscription was down are lost: once every process
     // has had a heartbeat to rebuild its entries, clients get a fresh list.
     this.onHealth((up) => {
@@ -270,10 +273,15 @@ export class RedisBackend implements Backend {
     this.healthListeners.push(listener);
   }
 
+  /** An apps reload: each app's webhooks start, change or stop in this process. */
+  applyApps(config: Config): void {
+    this.webhooks?.apply(appConfigs(config));
+  }
+
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.reaper);
-      await this.webhooks?.close();
+      await this.webhooks?.close(2000);
       clearTimeout(this.refreshTimer);
       this.heartbeat?.stop();
       await this.presence.close();

@@ -11,10 +11,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setupPrimary as setupClusterAdapter } from "@socket.io/cluster-adapter";
 import { BAN_METHODS, BANS_SERVICE, MemoryBanStore } from "../admin/ban-store.js";
-import { DEFAULT_APP } from "../apps/app-scope.js";
 import { CLEAN_NODE_ENV } from "../backend/backend.js";
 import { waitForRedis } from "../backend/wait-for-redis.js";
-import { appConfig, loadApps } from "../config/apps.js";
+import { appConfigs, loadApps } from "../config/apps.js";
 import { type Config, parseRate } from "../config/config.js";
 import { historyPath, loadHistory, saveHistory } from "../history/history-file.js";
 import { HISTORY_METHODS, HISTORY_SERVICE } from "../history/ipc-history-store.js";
@@ -605,13 +604,6 @@ export class Primary {
       process.umask(mask);
     });
   }
-}
-
-/** Every app's config by id (the default app's is the service config itself). */
-function appConfigs(config: Config): Map<string, Config> {
-  const out = new Map<string, Config>([[DEFAULT_APP, config]]);
-  for (const app of config.apps) out.set(app.id, appConfig(config, app));
-  return out;
 }
 
 function sumCounts(all: (Record<string, number> | undefined)[]): Record<string, number> {

@@ -106,6 +106,7 @@ export function runWorker(): void {
         // Validated by the primary; an app that stays keeps its connections.
         config.apps = msg.apps;
         apps?.apply(msg.apps);
+        backend?.applyApps?.(config);
         break;
       case "wws:reap":
         // The store announces who went offline.

@@ -65,6 +65,13 @@ export function appConfig(base: Config, app: AppSpec | undefined): Config {
   };
 }
 
+/** Every app's config by id (the default app's is the service config itself). */
+export function appConfigs(config: Config): Map<string, Config> {
+  const out = new Map<string, Config>([[DEFAULT_APP, config]]);
+  for (const app of config.apps) out.set(app.id, appConfig(config, app));
+  return out;
+}
+
 /** An app's secrets: every one of them verifies a token (rotation). */
 export function secretsOf(base: Config, app: AppSpec | undefined): string[] {
   if (!app) return base.jwtSecret === "" ? [] : [base.jwtSecret];

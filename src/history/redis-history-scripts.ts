@@ -64,7 +64,7 @@ if n == 0 then
   mine = store(B .. ':seq:' .. R, B .. ':log:' .. R, 'seq', body, maxlen, ttl)
   local delivery = '{"room":' .. room_json .. ',"envelope":' .. mine .. '}'
   redis.call('PUBLISH', B .. ':messages', delivery)
-  hook('m', delivery)
+  hook('m', delivery, room)
 else
   local done = {}
   for i = 1, n do
@@ -76,7 +76,7 @@ else
       local delivery = '{"room":' .. room_json .. ',"user":' .. cjson.encode(user) .. ',"envelope":' .. mine .. '}'
       redis.call('PUBLISH', B .. ':messages', delivery)
       -- Webhooks get a private message once: the recipient's copy (the first inbox).
-      if i == 1 then hook('m', delivery) end
+      if i == 1 then hook('m', delivery, room) end
     end
   end
 end

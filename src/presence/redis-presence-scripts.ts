@@ -74,7 +74,7 @@ local function publish(action, info, room)
   local event = '{"action":' .. action .. ',"count":' .. count .. ',"version":' .. version .. ',"user":' .. info .. '}'
   redis.call('PUBLISH', B .. ':events', event)
   -- The same event, queued for webhooks (when enabled): see redis-webhook-scripts.ts.
-  hook('p', event)
+  hook('p', event, room)
 end
 
 -- Points the user's list entry at their oldest connection, or drops it when they have none.

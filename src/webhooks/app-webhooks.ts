@@ -3,10 +3,13 @@ import type { Config } from "../config/config.js";
 import type { Delivery } from "../history/history-store.js";
 import type { PresenceEvent } from "../presence/presence-store.js";
 
-/** What one app's webhooks take (ClusterWebhooks). */
+/**
+ * One app's webhooks: ClusterWebhooks is fed here (presence, delivery); RedisWebhooks reads its
+ * app's queue, filled by the stores' scripts, and only needs starting and stopping.
+ */
 export interface AppWebhookSink {
-  presence(event: PresenceEvent): void;
-  delivery(d: Delivery): void;
+  presence?(event: PresenceEvent): void;
+  delivery?(d: Delivery): void;
   close(ms: number): Promise<void>;
 }
 
@@ -46,14 +49,14 @@ export class AppWebhooks {
     const { app, room } = unscopeRoom(event.user.room);
     const sink = this.sinks.get(app)?.sink;
     if (!sink) return;
-    sink.presence(app === DEFAULT_APP ? event : { ...event, user: { ...event.user, room } });
+    sink.presence?.(app === DEFAULT_APP ? event : { ...event, user: { ...event.user, room } });
   }
 
   delivery(d: Delivery): void {
     const { app, room } = unscopeRoom(d.room);
     const sink = this.sinks.get(app)?.sink;
     if (!sink) return;
-    sink.delivery(app === DEFAULT_APP ? d : { ...d, room });
+    sink.delivery?.(app === DEFAULT_APP ? d : { ...d, room });
   }
 
   async close(ms: number): Promise<void> {

@@ -4,7 +4,7 @@
  * whichever node made it, and nothing is lost with a node that dies after it), and one process of
  * the whole service, the holder of a lease, sends them.
  *
- * Keys, under `H = <prefix>:webhooks`:
+ * Keys, under `H = <prefix>:webhooks` (the default app's), `<prefix>:webhooks:app:<id>` (an app's):
  *   H:cfg     HASH   cap (queue size), messages ("1": queue chat messages); kept by every process
  *                    running with --webhook-url (30 s TTL, refreshed): without it nothing is queued
  *   H:queue   LIST   changes, newest at the head: `{"n":<H:seq>,"t":<epoch ms>,"p"|"m":<event>}`
@@ -22,8 +22,12 @@
  * the prefix, so that H is found from B alone.
  */
 export const hookLua = (suffix: string): string => `
-local HOOKS = string.sub(B, 1, #B - ${suffix.length}) .. ':webhooks'
-local function hook(kind, body)
+local HOOKS_BASE = string.sub(B, 1, #B - ${suffix.length}) .. ':webhooks'
+local function hook(kind, body, room)
+  -- An app's room is '<app>/<room>' (apps/app-scope.ts): its changes go to the app's own queue.
+  local HOOKS = HOOKS_BASE
+  local slash = string.find(room, '/', 1, true)
+  if slash then HOOKS = HOOKS .. ':app:' .. string.sub(room, 1, slash - 1) end
   local cfg = redis.call('HMGET', HOOKS .. ':cfg', 'cap', 'messages')
   local cap = tonumber(cfg[1])
   if not cap or (kind == 'm' and cfg[2] ~= '1') then return end

@@ -1,4 +1,5 @@
 import { createClient } from "redis";
+import { DEFAULT_APP, unscopeRoom } from "../apps/app-scope.js";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../log/logger.js";
 import * as scripts from "./redis-webhook-scripts.js";
@@ -34,8 +35,9 @@ export class RedisWebhooks implements WebhookSource {
     private readonly config: Config,
     private readonly owner: string,
     private readonly log: Logger,
+    app: string,
   ) {
-    this.base = `${config.redisPrefix}:webhooks`;
+    this.base = `${config.redisPrefix}:webhooks${app === DEFAULT_APP ? "" : `:app:${app}`}`;
     this.client = createClient({
       url: config.redisUrl,
       socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) },
@@ -54,6 +56,7 @@ export class RedisWebhooks implements WebhookSource {
       secret: config.webhookSecret,
       source: this,
       log,
+      app,
       active: () => this.leader && this.up && Date.now() - this.leaseAt < LEASE_TRUST_MS,
     });
     this.renewer = setInterval(() => void this.renew(), LEASE_RENEW_MS);
@@ -61,10 +64,15 @@ export class RedisWebhooks implements WebhookSource {
     this.sender.start();
   }
 
-  /** The webhooks of a config, or undefined when --webhook-url is not set. */
-  static create(config: Config, owner: string, log: Logger): RedisWebhooks | undefined {
+  /** An app's webhooks (its own queue), or undefined when it has no webhook URL. */
+  static create(
+    config: Config,
+    owner: string,
+    log: Logger,
+    app: string = DEFAULT_APP,
+  ): RedisWebhooks | undefined {
     if (config.webhookUrl === "") return undefined;
-    return new RedisWebhooks(config, owner, log.child({ component: "webhooks" }));
+    return new RedisWebhooks(config, owner, log.child({ component: "webhooks", app }), app);
   }
 
   private async renew(): Promise<void> {
@@ -99,7 +107,7 @@ export class RedisWebhooks implements WebhookSource {
       try {
         const change = JSON.parse(entry) as QueuedChange;
         if (!Number.isSafeInteger(change.n)) continue;
-        changes.push(change);
+        changes.push(plainRooms(change));
         last = change.n;
       } catch {
         this.log.error("bad webhook queue entry", { entry: entry.slice(0, 200) });
@@ -137,4 +145,14 @@ export class RedisWebhooks implements WebhookSource {
   private eval(script: string, args: string[]): Promise<unknown> {
     return this.client.sendCommand(["EVAL", script, "0", this.base, ...args]);
   }
+}
+
+/** The queue holds the stores' scoped rooms (`<app>/<room>`): receivers get the plain names. */
+function plainRooms(change: QueuedChange): QueuedChange {
+  if (change.p) {
+    const room = unscopeRoom(change.p.user.room).room;
+    return { ...change, p: { ...change.p, user: { ...change.p.user, room } } };
+  }
+  if (change.m) return { ...change, m: { ...change.m, room: unscopeRoom(change.m.room).room } };
+  return change;
 }
