@@ -36,6 +36,14 @@ const DATA_IMAGE_URL = /^data:image\/(png|jpeg|gif|webp)[;,]/i;
 /** The directory of this page: "/" at the service's root, "/ws/" behind a proxy at /ws/. */
 const basePath = location.pathname.replace(/[^/]*$/, "");
 
+/**
+ * The app (project) this page chats in: `?app=<id>` connects to the namespace `/<id>`; without
+ * it, the service's default app (`/`).
+ */
+const APP_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const appParam = new URLSearchParams(location.search).get("app");
+const appId = appParam && APP_ID.test(appParam) ? appParam : "";
+
 /** What the service may tell us through config.json (all optional). */
 const config = {
   authRequired: false,
@@ -80,6 +88,7 @@ const byTestId = (id) => document.querySelector(`[data-testid="${id}"]`);
 const el = {
   connState: byTestId("conn-state"),
   roomName: byTestId("room-name"),
+  appName: byTestId("app-name"),
   leave: byTestId("leave"),
   errorBanner: byTestId("error-banner"),
   openModeBanner: byTestId("open-mode-banner"),
@@ -588,7 +597,8 @@ function join(username, room, token) {
   el.roomName.hidden = false;
   hideError();
 
-  const socket = io({
+  // An app's namespace on this page's origin (io() alone is the default app's, "/").
+  const socket = io(appId ? `/${appId}` : undefined, {
     path: `${basePath}socket.io`,
     // A function: every reconnect tells the service how far this page has read, and gets the
     // messages it missed meanwhile (replayed in order, each once).
@@ -786,11 +796,27 @@ function showOpenModeBanner() {
   el.openModeBanner.hidden = false;
 }
 
+/** Shows which app the page chats in (its name from the service), or that it does not exist. */
+function showApp(app) {
+  if (!appId) return;
+  if (app && typeof app.name === "string") {
+    el.appName.textContent = app.name;
+    el.appName.title = `app ${appId}`;
+    el.appName.hidden = false;
+    document.title = `${app.name} · weigot-ws`;
+  } else {
+    showError({ code: "E_UNKNOWN_APP", message: `There is no app "${appId}" on this service` });
+    el.joinSubmit.disabled = true;
+  }
+}
+
 async function loadConfig() {
   try {
-    const response = await fetch("config.json", { cache: "no-store" });
+    const query = appId ? `?app=${encodeURIComponent(appId)}` : "";
+    const response = await fetch(`config.json${query}`, { cache: "no-store" });
     if (!response.ok) return;
     const body = await response.json();
+    showApp(body.app);
     if (body.authRequired === true) showTokenField();
     if (body.open === true) showOpenModeBanner();
     if (Number.isInteger(body.maxImageBytes) && body.maxImageBytes > 0) {

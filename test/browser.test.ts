@@ -9,7 +9,9 @@
  * address that nginx sends to the wanted node.
  */
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
+import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
@@ -27,7 +29,7 @@ import {
 } from "./support/cluster-nodes.js";
 import { type NginxHandle, startNginx } from "./support/nginx.js";
 import { type RedisServer, startRedisServer } from "./support/redis-server.js";
-import { startService, waitUntil } from "./support/service.js";
+import { startService, tempDir, waitUntil } from "./support/service.js";
 import { type SourceRelay, startSourceRelay } from "./support/source-relay.js";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -515,5 +517,40 @@ describe("browser chat page through nginx across two nodes", { timeout: 120_000 
           line.includes(`upstream=127.0.0.1:${nodes[1].port} `),
       ),
     );
+  });
+});
+
+describe("browser chat page of an app (?app=<id>)", { timeout: 120_000 }, () => {
+  let apps: Service | undefined;
+
+  before(async () => {
+    const file = path.join(tempDir(), "apps.json");
+    // An open app (no secrets): the page's join form works as on the default app.
+    writeFileSync(file, JSON.stringify({ apps: [{ id: "alpha", name: "Alpha shop" }] }));
+    apps = await startService(["--apps-file", file]);
+  });
+
+  afterEach(closeContexts);
+
+  after(async () => {
+    await apps?.stop();
+  });
+
+  it("chats in the app's namespace, shows the app, and shares nothing with the default app's room of the same name", async () => {
+    const base = (apps as Service).url;
+    const room = uniqueRoom();
+    const alice = await joinChat("alice", room, undefined, `${base}/?app=alpha`);
+    assert.equal(await byTestId(alice.page, "app-name").textContent(), "Alpha shop");
+    const bob = await joinChat("bob", room, undefined, `${base}/?app=alpha`);
+    // The default app (no ?app), same room name: another room as far as alpha is concerned.
+    const carol = await joinChat("carol", room, undefined, base);
+    assert.equal(await byTestId(carol.page, "app-name").isVisible(), false);
+    await twoPageChat(alice, bob, carol, "chat-app.png");
+
+    const { page, problems } = await openPage(`${base}/?app=nope`);
+    const banner = byTestId(page, "error-banner");
+    await banner.waitFor({ state: "visible", timeout: WAIT_MS });
+    assert.equal(await banner.getAttribute("data-code"), "E_UNKNOWN_APP");
+    assert.deepEqual(problems, []);
   });
 });
