@@ -141,9 +141,18 @@ describe("metrics, open (no admin key)", () => {
     assert.equal(new Set(clients.map((c) => c.worker)).size, 2, "clients on both workers");
 
     let s = await metrics(service);
-    assert.equal(sampleValue(s, "weigot_ws_connections", { transport: "websocket" }), 3);
-    assert.equal(sampleValue(s, "weigot_ws_connections", { transport: "polling" }), 2);
-    assert.equal(sampleValue(s, "weigot_ws_handshakes_total", { result: "accepted" }), 5);
+    assert.equal(
+      sampleValue(s, "weigot_ws_connections", { transport: "websocket", app: "default" }),
+      3,
+    );
+    assert.equal(
+      sampleValue(s, "weigot_ws_connections", { transport: "polling", app: "default" }),
+      2,
+    );
+    assert.equal(
+      sampleValue(s, "weigot_ws_handshakes_total", { result: "accepted", app: "default" }),
+      5,
+    );
     assert.equal(sampleValue(s, "weigot_ws_handshake_seconds_count"), 5);
     assert.equal(sampleValue(s, "weigot_ws_handshake_seconds_bucket", { le: "+Inf" }), 5);
     assert.ok((sampleValue(s, "weigot_ws_handshake_seconds_sum") ?? 0) > 0);
@@ -162,7 +171,10 @@ describe("metrics, open (no admin key)", () => {
       await c.until(() => c.all((e) => e.action === 300).length === M, "every message");
     }
     s = await metrics(service);
-    assert.equal(sampleValue(s, "weigot_ws_messages_received_total", { type: "text" }), M);
+    assert.equal(
+      sampleValue(s, "weigot_ws_messages_received_total", { type: "text", app: "default" }),
+      M,
+    );
     assert.equal(sampleValue(s, "weigot_ws_history_appends_total", { result: "ok" }), M);
     assert.equal(sampleValue(s, "weigot_ws_history_append_seconds_count"), M);
     assert.equal(sampleValue(s, "weigot_ws_messages_delivered_total"), M * clients.length);
@@ -199,8 +211,8 @@ describe("metrics, open (no admin key)", () => {
     clients[4].close();
     await waitUntil(async () => {
       const now = await metrics(service);
-      return sampleValue(now, "weigot_ws_connections", { transport: "polling" }) === 1 &&
-        sampleValue(now, "weigot_ws_presence_connections") === 4
+      return sampleValue(now, "weigot_ws_connections", { transport: "polling", app: "default" }) ===
+        1 && sampleValue(now, "weigot_ws_presence_connections") === 4
         ? now
         : undefined;
     }, "the polling client gone from the gauges");
@@ -284,15 +296,27 @@ describe("metrics, with an admin key and limits", () => {
       ["ok", "ok", "E_RATE_LIMITED"],
     );
     const s = await metrics(service, key);
-    assert.equal(sampleValue(s, "weigot_ws_handshakes_total", { result: "accepted" }), 1);
+    assert.equal(
+      sampleValue(s, "weigot_ws_handshakes_total", { result: "accepted", app: "default" }),
+      1,
+    );
     assert.equal(
       sampleValue(s, "weigot_ws_handshakes_total", { result: "E_TOO_MANY_CONNECTIONS" }),
       1,
     );
-    assert.equal(sampleValue(s, "weigot_ws_handshakes_total", { result: "E_BAD_ROOM" }), 1);
-    assert.equal(sampleValue(s, "weigot_ws_rate_limited_total", { kind: "message" }), 1);
+    assert.equal(
+      sampleValue(s, "weigot_ws_handshakes_total", { result: "E_BAD_ROOM", app: "default" }),
+      1,
+    );
+    assert.equal(
+      sampleValue(s, "weigot_ws_rate_limited_total", { kind: "message", app: "default" }),
+      1,
+    );
     assert.equal(sampleValue(s, "weigot_ws_errors_total", { code: "E_RATE_LIMITED" }), 1);
-    assert.equal(sampleValue(s, "weigot_ws_messages_received_total", { type: "text" }), 2);
+    assert.equal(
+      sampleValue(s, "weigot_ws_messages_received_total", { type: "text", app: "default" }),
+      2,
+    );
     // status --json's refusals say the same.
     const status = JSON.parse(service.cli(["status", "--json"]).stdout) as {
       refusals: Record<string, number>;

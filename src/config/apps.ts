@@ -85,7 +85,8 @@ export function secretsOf(base: Config, app: AppSpec | undefined): string[] {
  * tokens into another, a shared key would make the API's app ambiguous.
  */
 export function parseApps(raw: unknown, base: Config): AppSpec[] {
-  const list = isObject(raw) && "apps" in raw ? raw.apps : raw;
+  // A file may hold the list itself, or an object with "apps" (a config file: none is no apps).
+  const list = isObject(raw) ? (raw.apps ?? []) : raw;
   if (!Array.isArray(list)) throw new ConfigError("apps", "expected an array of apps");
   if (list.length > MAX_APPS) throw new ConfigError("apps", `at most ${MAX_APPS} apps`);
   const seen = new Set<string>();

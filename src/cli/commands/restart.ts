@@ -20,7 +20,11 @@ export async function restart(raw: Record<string, unknown>, argv: string[]): Pro
     );
     if (running) {
       const file = path.join(os.tmpdir(), `weigot-ws-restart-${process.pid}.json`);
-      writeFileSync(file, JSON.stringify({ ...running, daemon: false }), { mode: 0o600 });
+      // The apps are read again from where the running instance read them (its apps file, or its
+      // --config file's "apps"), so that later reloads keep reading the user's own file.
+      const { apps: _apps, configFile, ...options } = running;
+      const appsFile = running.appsFile || configFile || "";
+      writeFileSync(file, JSON.stringify({ ...options, appsFile, daemon: false }), { mode: 0o600 });
       flags = ["--config", file, ...argv];
       config = parseConfig({ ...running, ...raw });
     }
