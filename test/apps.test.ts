@@ -150,6 +150,17 @@ describe("apps, cluster mode (2 workers)", { timeout: 180_000 }, () => {
     const marks = [d1.mark(), a1.mark(), b1.mark()];
     const a2 = await pool.connect(url("/alpha"), { token: await token(ALPHA_SECRET, "bob") });
     assert.deepEqual(listOf(a2), ["ann", "bob"], "alpha's list has alpha's users only");
+    const status = JSON.parse(s.cli(["status", "--json"]).stdout) as {
+      apps: { id: string; name: string; connections: number }[];
+    };
+    assert.deepEqual(
+      status.apps.map((a) => [a.id, a.name, a.connections]),
+      [
+        ["default", "default", 1],
+        ["alpha", "Alpha shop", 2],
+        ["beta", "beta", 1],
+      ],
+    );
     await a1.waitFor(
       (e) => e.action === 202 && e.data.content.userInfo?.userId === "bob",
       "202 bob",

@@ -34,6 +34,8 @@ export interface WorkerStats {
   presence?: { connections: number; users: number };
   /** In-session refusals since start, by code (rate limits, bad frames, slow consumers). */
   refusals?: Record<string, number>;
+  /** Connections by app. */
+  apps?: Record<string, number>;
 }
 
 export type WorkerToPrimary =

@@ -73,6 +73,8 @@ export interface Status {
   admission: { pending: number; sessions: number; headTimeouts: number };
   /** Refusals inside sessions since the workers started, by code, summed over the workers. */
   sessionRefusals: Record<string, number>;
+  /** Every app (the default one first) and its connections on this node. */
+  apps: { id: string; name: string; connections: number }[];
 }
 
 export class AlreadyRunningError extends Error {}
@@ -520,6 +522,11 @@ export class Primary {
         headTimeouts: this.headTimeouts,
       },
       sessionRefusals: sumCounts(stats.map((s) => s?.refusals)),
+      apps: [{ id: "default", name: "default" }, ...this.config.apps].map((a) => ({
+        id: a.id,
+        name: a.name,
+        connections: stats.reduce((n, s) => n + (s?.apps?.[a.id] ?? 0), 0),
+      })),
     };
   }
 

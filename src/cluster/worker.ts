@@ -121,6 +121,9 @@ export function runWorker(): void {
         const stats = {
           pid: process.pid,
           connections: apps?.connections ?? 0,
+          apps: Object.fromEntries(
+            [...(apps?.namespaces() ?? [])].map(([id, nsp]) => [id, nsp.sockets.size]),
+          ),
           rssBytes: mem.rss,
           heapUsedBytes: mem.heapUsed,
           historyAppends: appendsSoFar(),

@@ -44,6 +44,9 @@ export function formatStatus(s: Status): string {
     `  connections  ${s.connections}`,
     `  users        ${s.users}`,
     `  refused      ${counts(s.refusals)} (connections); ${counts(s.sessionRefusals)} (in sessions)`,
+    ...(s.apps && s.apps.length > 1
+      ? [`  apps         ${s.apps.map((a) => `${a.id} (${a.connections})`).join(", ")}`]
+      : []),
     "  workers:",
     ...s.workers.map(
       (w) =>
