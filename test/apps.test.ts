@@ -368,11 +368,22 @@ describe("apps, cluster mode (2 workers)", { timeout: 180_000 }, () => {
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /app id "Bad Id"/);
     await pool.connect(`${s.url}/alpha`, { token: await token(ALPHA_NEXT, "dan") });
-    // A full reload (rolling restart) re-reads the apps too, and new workers start with them.
+    // beta added back in place (the workers that removed it keep running).
     writeApps(appsFile, [alpha({ jwtSecrets: [ALPHA_NEXT] }), beta()]);
+    assert.equal(s.cli(["reload", "--apps"]).code, 0);
+    const back = await pool.connect(`${s.url}/beta`, { token: await token(BETA_SECRET, "fay") });
+    await back.say("beta in place");
+    assert.ok(back.connected, "a client of an app added back stays");
+    back.close();
+    // A full reload (rolling restart) re-reads the apps too, and new workers start with them.
+    writeApps(appsFile, [alpha({ jwtSecrets: [ALPHA_NEXT] }), beta({ name: "Beta 2" })]);
     const full = s.cli(["reload"]);
     assert.equal(full.code, 0, full.stderr);
-    await pool.connect(`${s.url}/beta`, { token: await token(BETA_SECRET, "eve") });
+    // beta is back: its new clients stay and chat (the removal left nothing behind).
+    const eve = await pool.connect(`${s.url}/beta`, { token: await token(BETA_SECRET, "eve") });
+    await eve.say("beta is back");
+    assert.ok(eve.connected);
+    assert.deepEqual(listOf(eve), ["eve"], "the removed app's users went offline");
   });
 
   it("webhooks go to each app's own receiver, with the app and the plain room name", async () => {

@@ -131,7 +131,7 @@ export class ChatServer {
    * An apps reload changed this app: new handshakes and messages use the new secrets and limits
    * (connections already in keep the rate limits they were admitted with).
    */
-  reconfigure(next: Partial<Omit<ChatServerOptions, "nsp" | "app" | "io">>): void {
+  reconfigure(next: Partial<Omit<ChatServerOptions, "nsp" | "app">>): void {
     Object.assign(this.opts, next);
     this.feed.reconfigure({
       historyOnJoin: this.opts.historyOnJoin,
@@ -153,7 +153,7 @@ export class ChatServer {
    * not reconnect by themselves), and its presence entries removed as they go.
    */
   closeApp(message: string): void {
-    this.draining = true;
+    // Not a drain: the app may be added back by a later reload, and its new clients stay.
     const out = errorEnvelope("E_UNKNOWN_APP", message);
     for (const socket of this.opts.nsp.sockets.values()) {
       socket.emit("message", out);
