@@ -278,7 +278,24 @@ describe("apps, cluster mode (2 workers)", { timeout: 180_000 }, () => {
   });
 
   it("limits are per app: alpha's flood, room size and connection cap leave beta alone", async () => {
-    const s = await setup([alpha({ maxConnections: 3 }), beta({ maxRoomSize: 2 })]);
+    const s = await setup([
+      alpha({ maxConnections: 3, allowedOrigins: "https://alpha.example.com" }),
+      beta({ maxRoomSize: 2 }),
+    ]);
+    // alpha's pages come from its own origin; the default app (any origin) is not narrowed.
+    const origin = (o: string) => ({ extraHeaders: { Origin: o } });
+    const foreign = await connectError(
+      `${s.url}/alpha`,
+      { token: await token(ALPHA_SECRET, "eve") },
+      origin("https://evil.example.com"),
+    );
+    assert.equal(foreign.code, "E_ORIGIN_FORBIDDEN");
+    const home = await pool.connect(
+      `${s.url}/`,
+      { token: await token(DEFAULT_SECRET, "eve") },
+      origin("https://evil.example.com"),
+    );
+    home.close();
     const a = await pool.connect(`${s.url}/alpha`, { token: await token(ALPHA_SECRET, "ann") });
     const b = await pool.connect(`${s.url}/beta`, { token: await token(BETA_SECRET, "ann") });
     const replies: Envelope[] = [];
