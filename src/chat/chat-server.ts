@@ -57,6 +57,11 @@ export interface ChatServerOptions extends MessageLimits {
   logger: Logger;
 }
 
+/** Longest a drain waits for a handshake in the middlewares; older ones were refused. */
+const HANDSHAKE_WAIT_MS = 3000;
+/** Tracked handshakes before the old ones are purged (refusals by later middlewares linger). */
+const MAX_TRACKED_HANDSHAKES = 1000;
+
 /** How long a drain waits for the moved clients' transports to close. */
 const DRAIN_FLUSH_MS = 3000;
 
@@ -72,6 +77,12 @@ export class ChatServer {
   private handOver = false;
   private readonly pendingLeaves = new Set<Promise<void>>();
   private readonly settingUp = new Set<Promise<void>>();
+  /**
+   * Handshakes inside the namespace's middlewares, by socket id, with their start: a drain waits
+   * for them (io.close() would cut them before their 200). One a later middleware refused stays
+   * until it is old enough to ignore and purge.
+   */
+  private readonly handshaking = new Map<string, number>();
   /** Sockets whose handshake (200, 201) is complete. */
   private readonly setUp = new WeakSet<ChatSocket>();
   private drainNotice = "";
@@ -91,6 +102,7 @@ export class ChatServer {
     this.log = opts.logger.child({ component: "chat" });
     const { nsp } = opts;
     nsp.use((socket, next) => {
+      this.noteHandshake(socket.id);
       // Read at each handshake: an apps reload replaces the app's authenticator.
       this.opts.auth
         .authenticate(socket.handshake.auth)
@@ -116,6 +128,7 @@ export class ChatServer {
             const refusal = new Error(e.message) as Error & { data: unknown };
             refusal.data = { code: e.code, message: e.message };
             handshakes.inc({ result: e.code, app: this.opts.app });
+            this.handshaking.delete(socket.id);
             next(refusal);
           },
         );
@@ -257,6 +270,9 @@ export class ChatServer {
       if (this.setUp.has(socket)) this.moveAway(socket);
     }
     await new Promise<void>((resolve) => setImmediate(resolve));
+    // Handshakes still in the middlewares (ban check, connection slots) become connections, set
+    // up and then moved away, rather than being cut before their 200.
+    while (this.handshakesInFlight()) await new Promise<void>((r) => setTimeout(r, 10));
     while (this.settingUp.size > 0 || this.pendingLeaves.size > 0) {
       await Promise.allSettled([...this.settingUp, ...this.pendingLeaves]);
     }
@@ -276,7 +292,23 @@ export class ChatServer {
     setImmediate(() => socket.conn.close());
   }
 
+  private noteHandshake(id: string): void {
+    if (this.handshaking.size >= MAX_TRACKED_HANDSHAKES) {
+      const old = Date.now() - HANDSHAKE_WAIT_MS;
+      for (const [k, t] of this.handshaking) if (t < old) this.handshaking.delete(k);
+    }
+    this.handshaking.set(id, Date.now());
+  }
+
+  /** Whether a handshake that began less than HANDSHAKE_WAIT_MS ago is still in the middlewares. */
+  private handshakesInFlight(): boolean {
+    const recent = Date.now() - HANDSHAKE_WAIT_MS;
+    for (const t of this.handshaking.values()) if (t >= recent) return true;
+    return false;
+  }
+
   private async onConnection(socket: ChatSocket): Promise<void> {
+    this.handshaking.delete(socket.id);
     const user = socket.data.user;
     const { presence } = this.opts;
     socket.emit("message", envelope(Action.UserInfo, "state", { userInfo: user }));
