@@ -1,4 +1,4 @@
-import { createClient } from "redis";
+import { closeRedisClient, createRedisClient } from "../backend/redis-clients.js";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../log/logger.js";
 import * as scripts from "./redis-webhook-scripts.js";
@@ -36,10 +36,8 @@ export class RedisWebhooks implements WebhookSource {
     private readonly log: Logger,
   ) {
     this.base = `${config.redisPrefix}:webhooks`;
-    this.client = createClient({
-      url: config.redisUrl,
-      socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) },
-    });
+    // One Redis or Sentinel (a cluster is refused with webhooks: see config.ts).
+    this.client = createRedisClient(config);
     // The backend logs Redis outages; here they only pause the sender.
     this.client.on("error", () => {
       this.up = false;
@@ -131,7 +129,7 @@ export class RedisWebhooks implements WebhookSource {
     await this.sender.stop(2000);
     // Hand over at once instead of after the lease's TTL.
     if (this.leader) await this.eval(scripts.RELEASE, [this.owner]).catch(() => {});
-    await (this.client.isReady ? this.client.close() : Promise.resolve(this.client.destroy()));
+    await closeRedisClient(this.client);
   }
 
   private eval(script: string, args: string[]): Promise<unknown> {
