@@ -69,7 +69,7 @@ export interface RedisClientOptions {
 }
 
 /** With failFast, how long a command may wait to be sent (Sentinel: a failover in progress). */
-export const FAIL_FAST_MS = 2000;
+export const FAIL_FAST_MS = 1000;
 
 /** Reconnect forever, backing off to 2 s; Redis coming back is the normal end of an outage. */
 const reconnectStrategy = (retries: number) => Math.min(50 * 2 ** retries, 2000);
@@ -120,7 +120,9 @@ export function createRedisClient(config: Config, options: RedisClientOptions = 
     });
     const send = sentinel.sendCommand.bind(sentinel);
     const run = (args: readonly string[]) =>
-      send(false, args as string[], failFast ? { abortSignal: failFastSignal() } : undefined);
+      failFast
+        ? sendOrRefuse(sentinel as unknown as SentinelInternals, args)
+        : send(false, args as string[]);
     return Object.assign(sentinel, {
       // node-redis's sentinel takes (isReadonly, args); the adapter and the stores send (args).
       sendCommand: (a: unknown, b?: unknown, c?: unknown) =>
@@ -146,8 +148,56 @@ export function createRedisClient(config: Config, options: RedisClientOptions = 
   }) as unknown as RedisHandle;
 }
 
-function failFastSignal(): AbortSignal {
-  return AbortSignal.timeout(FAIL_FAST_MS);
+/** node-redis's sentinel runs each command through `_execute(isReadonly, fn(masterClient))`. */
+interface SentinelInternals {
+  _execute(
+    isReadonly: boolean,
+    fn: (client: {
+      sendCommand(args: string[], options: { abortSignal: AbortSignal }): Promise<unknown>;
+    }) => Promise<unknown>,
+  ): Promise<unknown>;
+}
+
+/**
+ * A command that is refused, promptly, unless sent to the master within FAIL_FAST_MS. During a
+ * failover node-redis's sentinel holds commands until it has found the new master (seconds) and
+ * then runs them: an append would be acked late, or stored after its sender gave up. Here a
+ * command still waiting then is abandoned (never sent: its abort signal stops it in node-redis's
+ * queue, and a retry after the failover), and one already written waits for its reply.
+ */
+function sendOrRefuse(sentinel: SentinelInternals, args: readonly string[]): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const abort = new AbortController();
+    let handed = false;
+    let settled = false;
+    const refuse = (err: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(err);
+    };
+    const timer = setTimeout(() => {
+      abort.abort();
+      if (!handed) refuse(new Error(`Redis master not reached within ${FAIL_FAST_MS} ms`));
+    }, FAIL_FAST_MS);
+    sentinel
+      ._execute(false, (client) => {
+        if (abort.signal.aborted) return Promise.reject(new Error("abandoned during a failover"));
+        handed = true;
+        const sent = client.sendCommand([...args], { abortSignal: abort.signal });
+        // Aborted before it was written: it never ran, refuse now (node-redis would retry it).
+        sent.catch((err: unknown) => {
+          if (err instanceof Error && err.constructor.name === "AbortError") refuse(err);
+        });
+        return sent;
+      })
+      .then((value) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(value);
+      }, refuse);
+  });
 }
 
 /** Closes a client: gracefully if it is ready, else at once (close() would wait for Redis). */
