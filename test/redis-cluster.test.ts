@@ -11,7 +11,7 @@
  * presenceSuite lives in presence-store.test.ts: importing it runs that file's suites here too.
  */
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, it } from "node:test";
+import { after, afterEach, describe, it } from "node:test";
 import { createRedisClient, type RedisHandle } from "../src/backend/redis-clients.js";
 import { CLUSTER_SLOT_GROUPS, slotGroup } from "../src/backend/slot-groups.js";
 import type { Envelope, UserInfo } from "../src/chat/protocol.js";
