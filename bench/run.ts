@@ -21,6 +21,7 @@ const SCENARIOS: Scenario[] = [connections, fanout, latency, presence, soak];
 
 const USAGE = `usage: npm run bench -- [--scenario connections|fanout|latency|presence|soak|all] [--quick]
   [--systems weigot-ws,weigot-ws-unguarded,weigot-ws-nohistory,baseline] [--repeat n] [--adapter cluster|redis]
+  [--redis-topology single|cluster]
   [--workers n] [--out-dir dir] [--connections n] [--rate n] [--receivers n]
   [--step-seconds s] [--max-p99 ms] [--trials n] [--online-users n] [--duration s]
   --repeat n: run each scenario n times, the systems' order reversed every other time; the table
@@ -41,6 +42,7 @@ async function main(): Promise<number> {
       systems: { type: "string", default: DEFAULT_SYSTEMS.join(",") },
       repeat: { type: "string", default: "1" },
       adapter: { type: "string", default: "cluster" },
+      "redis-topology": { type: "string", default: "single" },
       workers: { type: "string" },
       "out-dir": { type: "string", default: `${repoRoot}/bench/results` },
       connections: { type: "string" },
@@ -83,10 +85,16 @@ async function main(): Promise<number> {
     console.error(`--adapter must be cluster or redis\n${USAGE}`);
     return 2;
   }
+  const topology = values["redis-topology"];
+  if (topology !== "single" && topology !== "cluster") {
+    console.error(`--redis-topology must be single or cluster\n${USAGE}`);
+    return 2;
+  }
   const opts: BenchOptions = {
     quick: values.quick,
     systems,
     adapter: values.adapter,
+    redisTopology: topology,
     workers: num(values.workers),
     connections: num(values.connections),
     rate: num(values.rate),

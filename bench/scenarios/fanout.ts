@@ -110,7 +110,7 @@ export const fanout: Scenario = {
       await withSystem(
         report,
         system,
-        { adapter: opts.adapter, nodes, workers },
+        { adapter: opts.adapter, nodes, workers, redisTopology: opts.redisTopology },
         async (dep, redis) => {
           const pool = new AgentPool(2);
           try {
