@@ -77,7 +77,6 @@ export class RedisBackend implements Backend {
       size: config.historySize,
       ttlSeconds: config.historyTtl,
       slotGroups: layout.slotGroups,
-      waitReplicas: layout.waitReplicas,
     });
   }
 

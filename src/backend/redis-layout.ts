@@ -10,8 +10,6 @@ export interface StoreLayout {
   banTag: string;
   /** The Socket.IO adapter over Redis 7's sharded pub/sub. */
   sharded: boolean;
-  /** Replicas an append waits for (none: see RedisHistoryStoreOptions.waitReplicas). */
-  waitReplicas?: { count: number; timeoutMs: number };
 }
 
 /**

@@ -31,13 +31,6 @@ export interface RedisHistoryStoreOptions extends HistoryOptions {
    * slot-groups.ts), each with its own channel. 0: the key names of one Redis. @default 0
    */
   slotGroups?: number;
-  /**
-   * Replicas that must have an append before it is acknowledged (`WAIT <n> <timeoutMs>` after
-   * it, on the same connection): with Sentinel or a cluster with replicas, a message acked just
-   * before the master dies is then on the replica promoted in its place. On timeout the message
-   * is acked anyway (it is stored and delivered). 0: no WAIT. @default 0
-   */
-  waitReplicas?: { count: number; timeoutMs: number };
 }
 
 const lenKey = (s: string) => `${s.length}:${s}`;
@@ -67,9 +60,7 @@ export class RedisHistoryStore implements HistoryStore {
 
   async append(req: AppendRequest): Promise<AppendResult> {
     const users = req.inboxes ?? [];
-    const group = this.groupOf(req.room);
-    const wait = this.opts.waitReplicas;
-    const stored = this.eval(group, scripts.APPEND, [
+    const reply = (await this.eval(this.groupOf(req.room), scripts.APPEND, [
       req.room,
       JSON.stringify(req.envelope),
       String(this.opts.size),
@@ -79,16 +70,7 @@ export class RedisHistoryStore implements HistoryStore {
       String(users.length),
       ...users,
       String(CID_TTL_MS),
-    ]);
-    // Sent right after the append, on its connection: it waits for the append to replicate.
-    const replicated =
-      wait && wait.count > 0
-        ? this.send(this.base(group), ["WAIT", String(wait.count), String(wait.timeoutMs)])
-        : undefined;
-    const reply = (await stored) as [string, number];
-    await replicated?.catch(() => {
-      // Stored and delivered already: acked even if the replica did not confirm.
-    });
+    ])) as [string, number];
     return { envelope: JSON.parse(reply[0]) as Envelope, duplicate: reply[1] === 1 };
   }
 
