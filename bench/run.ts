@@ -22,7 +22,7 @@ const SCENARIOS: Scenario[] = [connections, fanout, latency, presence, soak];
 const USAGE = `usage: npm run bench -- [--scenario connections|fanout|latency|presence|soak|all] [--quick]
   [--systems weigot-ws,weigot-ws-unguarded,weigot-ws-nohistory,baseline] [--repeat n] [--adapter cluster|redis]
   [--redis-topology single|cluster]
-  [--workers n] [--out-dir dir] [--connections n] [--rate n] [--receivers n]
+  [--workers n] [--out-dir dir] [--connections n] [--rate n] [--receivers n] [--rooms n]
   [--step-seconds s] [--max-p99 ms] [--trials n] [--online-users n] [--duration s]
   --repeat n: run each scenario n times, the systems' order reversed every other time; the table
   shows the median (default 1)`;
@@ -48,6 +48,7 @@ async function main(): Promise<number> {
       connections: { type: "string" },
       rate: { type: "string" },
       receivers: { type: "string" },
+      rooms: { type: "string" },
       "step-seconds": { type: "string" },
       "max-p99": { type: "string" },
       trials: { type: "string" },
@@ -99,6 +100,7 @@ async function main(): Promise<number> {
     connections: num(values.connections),
     rate: num(values.rate),
     receivers: num(values.receivers),
+    rooms: num(values.rooms),
     stepSeconds: num(values["step-seconds"]),
     maxP99: num(values["max-p99"]),
     trials: num(values.trials),

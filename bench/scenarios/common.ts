@@ -20,8 +20,10 @@ export interface BenchOptions {
   connections?: number;
   /** connections: connects per second (all agents). */
   rate?: number;
-  /** fanout: receivers in the room. */
+  /** fanout: receivers in the room (in all rooms together with `rooms`). */
   receivers?: number;
+  /** fanout: spread the receivers over this many rooms (senders in each). @default 1 */
+  rooms?: number;
   /** fanout / latency: seconds each step sends for. */
   stepSeconds?: number;
   /** fanout: p99 (ms) a step must stay under to count as sustained. */
