@@ -220,10 +220,6 @@ describe("parseConfig", () => {
     refused({ redisCluster: "a:7000" }, "redisCluster");
     refused({ adapter: "redis", redisCluster: "a:1", redisSentinels: "b:2" }, "redisSentinels");
     refused({ adapter: "redis", redisCluster: "a:1", redisPrefix: "x{1}" }, "redisPrefix");
-    refused(
-      { adapter: "redis", redisCluster: "a:1", webhookUrl: "http://h/", webhookSecret: "s" },
-      "webhookUrl",
-    );
     assert.equal(parseConfig({ adapter: "redis", redisCluster: "a:7000" }).redisCluster, "a:7000");
   });
 

@@ -6,7 +6,9 @@
  * - the whole chat suite across the two nodes;
  * - rooms' keys on all three shards (the slot groups spread over them);
  * - a master SIGKILLed under traffic, its replica promoted: chat, presence and history work again
- *   within FAILOVER_BOUND_MS (measured and reported), nothing acked lost, no ghost.
+ *   within FAILOVER_BOUND_MS (measured and reported), nothing acked lost, no ghost;
+ * - webhooks: the groups' queues sent once each by the lease holder, and by the other node after
+ *   the holder dies.
  *
  * presenceSuite lives in presence-store.test.ts: importing it runs that file's suites here too.
  */
@@ -27,6 +29,7 @@ import { type RedisClusterSetup, startRedisCluster } from "./support/redis-clust
 import { redisCommand } from "./support/redis-sentinel.js";
 import { ResilientClient, waitFor } from "./support/resilient-client.js";
 import { SCRIPTED_RATES, waitUntil } from "./support/service.js";
+import { WebhookReceiver } from "./support/webhook-receiver.js";
 
 /** From SIGKILL of a master to chat across nodes in a room of its slots (measured: diagnostic). */
 const FAILOVER_BOUND_MS = 20_000;
@@ -246,5 +249,89 @@ describe("Redis Cluster: shards and a master's failure", { timeout: 180_000 }, (
       "both nodes ready",
       WAIT_MS,
     );
+  });
+});
+
+describe("Redis Cluster: webhooks from every slot group", { timeout: 120_000 }, () => {
+  const pool = new ClientPool();
+  const receiver = new WebhookReceiver("hook-secret");
+  let hookNodes: NodeHandle[] = [];
+  after(async () => {
+    pool.closeAll();
+    await Promise.all(hookNodes.map((n) => n.stop()));
+    await receiver.close();
+  });
+
+  it("every change of rooms on every shard is sent once, and still after the sender dies", async () => {
+    const { redis } = await deployment();
+    await receiver.open(0);
+    hookNodes = await Promise.all(
+      ["ha", "hb"].map((nodeId) =>
+        startNode({
+          redisUrl: "redis://127.0.0.1:1",
+          nodeId,
+          prefix: "hooks",
+          args: [
+            ...SCRIPTED_RATES,
+            "--redis-cluster",
+            redis.seeds,
+            "--webhook-url",
+            receiver.url,
+            "--webhook-secret",
+            "hook-secret",
+            "--webhook-messages",
+          ],
+        }),
+      ),
+    );
+    // Rooms in 8 different groups: their queues are on all three shards.
+    const rooms: string[] = [];
+    const groups = new Set<number>();
+    for (let i = 0; rooms.length < 8; i++) {
+      const g = slotGroup(`hooks-${i}`, CLUSTER_SLOT_GROUPS);
+      if (!groups.has(g)) {
+        groups.add(g);
+        rooms.push(`hooks-${i}`);
+      }
+    }
+    for (const [i, room] of rooms.entries()) {
+      const c = await pool.connect(hookNodes[i % 2].url, { username: `u${i}`, room });
+      await c.say(`hello ${room}`);
+      c.close();
+    }
+    await waitUntil(
+      () =>
+        rooms.every((r) => receiver.acked.some((e) => e.room === r && e.type === "room.vacated")),
+      "every room vacated",
+      WAIT_MS * 2,
+    );
+    const ids = receiver.acked.map((e) => e.id);
+    assert.equal(new Set(ids).size, ids.length, "every event id once");
+    for (const [i, room] of rooms.entries()) {
+      const trail = receiver.acked
+        .filter((e) => e.room === room)
+        .map((e) => (e.type.startsWith("user.") ? `${e.type} ${e.user?.userId}` : e.type));
+      assert.deepEqual(
+        trail,
+        ["room.occupied", `user.online u${i}`, "message", `user.offline u${i}`, "room.vacated"],
+        room,
+      );
+    }
+    assert.ok(receiver.batches.every((b) => b.signatureOk));
+
+    const holder = hookNodes.find((n) =>
+      n.logs.some((l) => l.includes("sending the service's webhooks (lease taken)")),
+    );
+    assert.ok(holder, "one node holds the lease");
+    const survivor = holder === hookNodes[0] ? hookNodes[1] : hookNodes[0];
+    await holder.kill();
+    await pool.connect(survivor.url, { username: "late", room: rooms[3] });
+    await waitUntil(
+      () => receiver.acked.some((e) => e.type === "user.online" && e.user?.userId === "late"),
+      "the survivor sends after the lease expired",
+      30_000,
+    );
+    const later = receiver.acked.map((e) => e.id);
+    assert.equal(new Set(later).size, later.length, "every event id once");
   });
 });

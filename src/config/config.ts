@@ -246,12 +246,6 @@ function checkRedisTopology(config: Config): void {
       "must not contain { or } with --redis-cluster (the service adds its own hash tags)",
     );
   }
-  if (cluster.length > 0 && config.webhookUrl !== "") {
-    throw new ConfigError(
-      "webhookUrl",
-      "webhooks are not supported with --redis-cluster yet (use one Redis or Sentinel)",
-    );
-  }
 }
 
 export function kebab(key: string): string {

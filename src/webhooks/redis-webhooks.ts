@@ -1,4 +1,6 @@
 import { closeRedisClient, createRedisClient } from "../backend/redis-clients.js";
+import { storeLayout } from "../backend/redis-layout.js";
+import { allGroups, groupPrefix } from "../backend/slot-groups.js";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../log/logger.js";
 import * as scripts from "./redis-webhook-scripts.js";
@@ -22,7 +24,13 @@ const CFG_TTL_MS = 30_000;
  */
 export class RedisWebhooks implements WebhookSource {
   private readonly client;
+  /** Where the lease is (and, without slot groups, everything). */
   private readonly base: string;
+  /** Slot groups (a cluster): each has its queue, sent in turn; [undefined] without. */
+  private readonly groups: (number | undefined)[];
+  /** The group of the batch last peeked: what ack() removes from. */
+  private current = 0;
+  private readonly groupDrops = new Map<number | undefined, number>();
   private readonly sender: WebhookSender;
   private readonly renewer: NodeJS.Timeout;
   private leaseAt = 0;
@@ -35,8 +43,9 @@ export class RedisWebhooks implements WebhookSource {
     private readonly owner: string,
     private readonly log: Logger,
   ) {
-    this.base = `${config.redisPrefix}:webhooks`;
-    // One Redis or Sentinel (a cluster is refused with webhooks: see config.ts).
+    const { slotGroups } = storeLayout(config);
+    this.groups = allGroups(slotGroups);
+    this.base = `${config.redisPrefix}${slotGroups > 0 ? "{webhooks}" : ""}:webhooks`;
     this.client = createRedisClient(config);
     // The backend logs Redis outages; here they only pause the sender.
     this.client.on("error", () => {
@@ -75,6 +84,17 @@ export class RedisWebhooks implements WebhookSource {
         this.config.webhookMessages ? "1" : "0",
         String(CFG_TTL_MS),
       ]);
+      if (this.groups[0] !== undefined) {
+        await Promise.all(
+          this.groups.map((g) =>
+            this.evalIn(this.groupBase(g), scripts.CONFIG, [
+              String(this.config.webhookQueueSize),
+              this.config.webhookMessages ? "1" : "0",
+              String(CFG_TTL_MS),
+            ]),
+          ),
+        );
+      }
       const leader = held === 1;
       if (leader) this.leaseAt = at;
       if (leader && !this.leader) this.log.info("sending the service's webhooks (lease taken)");
@@ -85,11 +105,27 @@ export class RedisWebhooks implements WebhookSource {
   }
 
   async peek(max: number): Promise<WebhookBatch | undefined> {
-    const [dropped, ...raw] = (await this.eval(scripts.PEEK, [String(max)])) as [
-      number,
-      ...string[],
-    ];
-    this.drops = dropped;
+    const peeked = (await Promise.all(
+      this.groups.map((g) => this.evalIn(this.groupBase(g), scripts.PEEK, [String(max)])),
+    )) as [number, ...string[]][];
+    for (const [i, [dropped]] of peeked.entries()) this.groupDrops.set(this.groups[i], dropped);
+    this.drops = [...this.groupDrops.values()].reduce((a, b) => a + b, 0);
+    // The first group with waiting changes from the current one on: a failed batch is the same
+    // batch next time; an acked one moves on to the next group.
+    const n = this.groups.length;
+    let at = this.current % n;
+    for (let k = 0; k < n; k++) {
+      const i = (this.current + k) % n;
+      if (peeked[i].length > 1) {
+        at = i;
+        break;
+      }
+    }
+    this.current = at;
+    const group = this.groups[at];
+    const [, ...raw] = peeked[at];
+    const idOf = (c: QueuedChange) =>
+      group === undefined ? `${c.t}-${c.n}` : `${c.t}-${group}.${c.n}`;
     let last = 0;
     const changes: QueuedChange[] = [];
     // LRANGE gives the newest first.
@@ -109,14 +145,17 @@ export class RedisWebhooks implements WebhookSource {
       return undefined;
     }
     return {
-      events: changes.flatMap((c) => toWebhookEvents(`${c.t}-${c.n}`, c)),
+      events: changes.flatMap((c) => toWebhookEvents(idOf(c), c)),
       last,
       oldest: changes[0].t,
     };
   }
 
   async ack(last: number): Promise<void> {
-    await this.eval(scripts.ACK, [this.owner, String(last)]);
+    const group = this.groups[this.current];
+    const checkLease = group === undefined ? "1" : "0";
+    await this.evalIn(this.groupBase(group), scripts.ACK, [this.owner, String(last), checkLease]);
+    this.current = (this.current + 1) % this.groups.length;
   }
 
   async dropped(): Promise<number> {
@@ -133,6 +172,15 @@ export class RedisWebhooks implements WebhookSource {
   }
 
   private eval(script: string, args: string[]): Promise<unknown> {
-    return this.client.sendCommand(["EVAL", script, "0", this.base, ...args]);
+    return this.evalIn(this.base, script, args);
+  }
+
+  /** `<prefix>:webhooks`, or a slot group's `<prefix>{g}:webhooks` (what the hooks fill). */
+  private groupBase(group: number | undefined): string {
+    return `${groupPrefix(this.config.redisPrefix, group)}:webhooks`;
+  }
+
+  private evalIn(base: string, script: string, args: string[]): Promise<unknown> {
+    return this.client.sendCommandFor(base, ["EVAL", script, "0", base, ...args]);
   }
 }
