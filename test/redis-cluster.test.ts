@@ -335,3 +335,37 @@ describe("Redis Cluster: webhooks from every slot group", { timeout: 120_000 }, 
     assert.equal(new Set(later).size, later.length, "every event id once");
   });
 });
+
+describe("Redis Cluster: a user's rate limit counted across nodes", { timeout: 60_000 }, () => {
+  const pool = new ClientPool();
+  let rlNodes: NodeHandle[] = [];
+  after(async () => {
+    pool.closeAll();
+    await Promise.all(rlNodes.map((n) => n.stop()));
+  });
+
+  it("one budget for one user's tabs on two nodes (in Redis, not per process)", async () => {
+    const { redis } = await deployment();
+    const limits = ["--message-rate", "100/30s", "--user-message-rate", "6/30s"];
+    rlNodes = await Promise.all(
+      ["rl-a", "rl-b"].map((nodeId) =>
+        startNode({
+          redisUrl: "redis://127.0.0.1:1",
+          nodeId,
+          workers: 1,
+          prefix: "rl",
+          args: [...limits, "--max-refusals", "0", "--redis-cluster", redis.seeds],
+        }),
+      ),
+    );
+    const onA = await pool.connect(rlNodes[0].url, { username: "roamer", room: "x" });
+    const onB = await pool.connect(rlNodes[1].url, { username: "roamer", room: "x" });
+    const outcomes: (number | string | undefined)[] = [];
+    for (let i = 0; i < 10; i++) {
+      const c = i % 2 === 0 ? onA : onB;
+      const reply = await c.request("message", { type: "text", content: { message: `m${i}` } });
+      outcomes.push(reply.action === 100 ? reply.data.content.error?.code : reply.action);
+    }
+    assert.deepEqual(outcomes, [...Array(6).fill(300), ...Array(4).fill("E_RATE_LIMITED")]);
+  });
+});
