@@ -21,7 +21,8 @@ const SCENARIOS: Scenario[] = [connections, fanout, latency, presence, soak];
 
 const USAGE = `usage: npm run bench -- [--scenario connections|fanout|latency|presence|soak|all] [--quick]
   [--systems weigot-ws,weigot-ws-unguarded,weigot-ws-nohistory,baseline] [--repeat n] [--adapter cluster|redis]
-  [--workers n] [--out-dir dir] [--connections n] [--rate n] [--receivers n]
+  [--redis-topology single|cluster]
+  [--workers n] [--out-dir dir] [--connections n] [--rate n] [--receivers n] [--rooms n]
   [--step-seconds s] [--max-p99 ms] [--trials n] [--online-users n] [--duration s]
   --repeat n: run each scenario n times, the systems' order reversed every other time; the table
   shows the median (default 1)`;
@@ -41,11 +42,13 @@ async function main(): Promise<number> {
       systems: { type: "string", default: DEFAULT_SYSTEMS.join(",") },
       repeat: { type: "string", default: "1" },
       adapter: { type: "string", default: "cluster" },
+      "redis-topology": { type: "string", default: "single" },
       workers: { type: "string" },
       "out-dir": { type: "string", default: `${repoRoot}/bench/results` },
       connections: { type: "string" },
       rate: { type: "string" },
       receivers: { type: "string" },
+      rooms: { type: "string" },
       "step-seconds": { type: "string" },
       "max-p99": { type: "string" },
       trials: { type: "string" },
@@ -83,14 +86,21 @@ async function main(): Promise<number> {
     console.error(`--adapter must be cluster or redis\n${USAGE}`);
     return 2;
   }
+  const topology = values["redis-topology"];
+  if (topology !== "single" && topology !== "cluster") {
+    console.error(`--redis-topology must be single or cluster\n${USAGE}`);
+    return 2;
+  }
   const opts: BenchOptions = {
     quick: values.quick,
     systems,
     adapter: values.adapter,
+    redisTopology: topology,
     workers: num(values.workers),
     connections: num(values.connections),
     rate: num(values.rate),
     receivers: num(values.receivers),
+    rooms: num(values.rooms),
     stepSeconds: num(values["step-seconds"]),
     maxP99: num(values["max-p99"]),
     trials: num(values.trials),

@@ -10,6 +10,7 @@ import {
   envName,
   kebab,
   parseConfig,
+  parseHostList,
   RULES,
 } from "../src/config/config.js";
 
@@ -200,6 +201,26 @@ describe("parseConfig", () => {
     );
     // Not checked in cluster mode, where it is not used.
     assert.equal(parseConfig({ redisUrl: "whatever" }).redisUrl, "whatever");
+  });
+
+  it("Sentinel and Cluster: host:port lists, only with --adapter redis, one at a time", () => {
+    const ok = parseConfig({
+      adapter: "redis",
+      redisSentinels: "10.0.0.1:26379, [::1]:26380",
+      redisSentinelName: "main",
+    });
+    assert.equal(ok.redisSentinels, "10.0.0.1:26379, [::1]:26380");
+    assert.deepEqual(parseHostList("redisSentinels", ok.redisSentinels), [
+      { host: "10.0.0.1", port: 26379 },
+      { host: "::1", port: 26380 },
+    ]);
+    const bad = refused({ adapter: "redis", redisSentinels: "10.0.0.1" }, "redisSentinels");
+    assert.match(bad.message, /host:port/);
+    refused({ adapter: "redis", redisCluster: "a:1,b:99999" }, "redisCluster");
+    refused({ redisCluster: "a:7000" }, "redisCluster");
+    refused({ adapter: "redis", redisCluster: "a:1", redisSentinels: "b:2" }, "redisSentinels");
+    refused({ adapter: "redis", redisCluster: "a:1", redisPrefix: "x{1}" }, "redisPrefix");
+    assert.equal(parseConfig({ adapter: "redis", redisCluster: "a:7000" }).redisCluster, "a:7000");
   });
 
   it("--daemon without --log-file logs beside the PID file; an explicit log file stays", () => {

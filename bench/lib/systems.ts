@@ -88,6 +88,10 @@ export interface DeployOptions {
   /** Workers per node. */
   workers: number;
   redisUrl?: string;
+  /** Redis mode: the 3-master cluster to use instead of one Redis (`single`: none). */
+  redisTopology?: "single" | "cluster";
+  /** Its seed nodes, for --redis-cluster. */
+  redisCluster?: string;
   /**
    * Start every service process (primary and workers) with an inspector on a free port
    * (`NODE_OPTIONS=--inspect=127.0.0.1:0`, so that each process binds its own), for
@@ -205,7 +209,7 @@ export class Deployment {
   get describe(): string {
     const o = this.opts;
     return o.adapter === "redis"
-      ? `${o.nodes} nodes × ${o.workers} worker(s), Redis adapter`
+      ? `${o.nodes} nodes × ${o.workers} worker(s), Redis adapter${o.redisCluster ? " (3-master Redis Cluster, sharded adapter)" : ""}`
       : `1 node × ${o.workers} workers, cluster adapter`;
   }
 
@@ -299,6 +303,7 @@ export class Deployment {
       if (this.opts.adapter === "redis") {
         args.push("--adapter", "redis", "--redis-url", this.opts.redisUrl ?? "");
         args.push("--redis-prefix", prefix, "--node-id", `bench-node-${i}`);
+        if (this.opts.redisCluster) args.push("--redis-cluster", this.opts.redisCluster);
       }
       child = spawn(process.execPath, [...profileArgs(), ...args], {
         cwd: repoRoot,
@@ -307,6 +312,9 @@ export class Deployment {
         detached: true,
       });
     } else {
+      if (this.opts.redisCluster) {
+        throw new SkipSystem("the baseline has no Redis Cluster mode (--redis-topology cluster)");
+      }
       const args = [
         buildBaseline(),
         "--port",

@@ -247,8 +247,13 @@ async function connect(cmd: ConnectCommand): Promise<void> {
 }
 
 async function send(cmd: SendCommand): Promise<void> {
+  const stride = cmd.stride ?? 0;
   const senders = (groups.get(cmd.group) ?? [])
-    .filter((c) => c.state === OPEN)
+    .map((c, i) => ({ c, i }))
+    .filter(({ c }) => c.state === OPEN)
+    // Many rooms: one sender per room before a second in any.
+    .sort((a, b) => (stride > 0 ? (a.i % stride) - (b.i % stride) || a.i - b.i : a.i - b.i))
+    .map(({ c }) => c)
     .slice(0, Math.max(1, cmd.senders));
   const sentByNode: number[] = [];
   let sent = 0;

@@ -57,6 +57,11 @@ export interface SendCommand {
   tag: number;
   /** Extra characters appended to each message. */
   pad: number;
+  /**
+   * Rooms of this many sockets (connected with `roomSize`): senders are taken one per room
+   * first (sockets 0, stride, 2·stride…), then a second per room, and so on. @default none
+   */
+  stride?: number;
 }
 
 export interface SendResult {

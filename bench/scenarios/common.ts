@@ -12,14 +12,18 @@ export interface BenchOptions {
   systems: SystemName[];
   /** Adapter for the scenarios that can use either (fanout, connections). */
   adapter: "cluster" | "redis";
+  /** Redis mode: one Redis, or a 3-master Redis Cluster (latency, fanout). @default "single" */
+  redisTopology?: "single" | "cluster";
   /** Workers per node: 2 with the cluster adapter; per node in Redis mode (2 nodes). */
   workers?: number;
   /** connections: how many to open. */
   connections?: number;
   /** connections: connects per second (all agents). */
   rate?: number;
-  /** fanout: receivers in the room. */
+  /** fanout: receivers in the room (in all rooms together with `rooms`). */
   receivers?: number;
+  /** fanout: spread the receivers over this many rooms (senders in each). @default 1 */
+  rooms?: number;
   /** fanout / latency: seconds each step sends for. */
   stepSeconds?: number;
   /** fanout: p99 (ms) a step must stay under to count as sustained. */
@@ -45,15 +49,19 @@ export interface Scenario {
 export async function withSystem(
   report: ScenarioReport,
   system: SystemName,
-  deploy: Omit<DeployOptions, "redisUrl">,
+  deploy: Omit<DeployOptions, "redisUrl" | "redisCluster">,
   fn: (dep: Deployment, redis?: BenchRedis) => Promise<void>,
 ): Promise<void> {
   const run = report.run(system);
   let redis: BenchRedis | undefined;
   let dep: Deployment | undefined;
   try {
-    if (deploy.adapter === "redis") redis = await startRedis();
-    dep = await Deployment.start(system, { ...deploy, redisUrl: redis?.url });
+    if (deploy.adapter === "redis") redis = await startRedis(deploy.redisTopology);
+    dep = await Deployment.start(system, {
+      ...deploy,
+      redisUrl: redis?.url,
+      redisCluster: redis?.seeds,
+    });
     run.deployment = dep.describe;
     progress(`${report.scenario}: ${system} up (${dep.describe})`);
     await fn(dep, redis);
@@ -189,7 +197,7 @@ export function cpuMeter(dep: Deployment, pool: AgentPool, redis?: BenchRedis): 
   return new CpuMeter(() => ({
     service: dep.pids(),
     generator: pool.pids,
-    ...(redis ? { redis: [redis.pid] } : {}),
+    ...(redis ? { redis: redis.pids } : {}),
     harness: [process.pid],
   }));
 }

@@ -1,7 +1,8 @@
 /**
- * fanout: one room, N receivers spread over the workers (and over 2 nodes in Redis mode), senders
- * at stepped rates; the highest deliveries/s sustained with ≥ 99.9 % delivered and p99 under the
- * limit (100 ms by default).
+ * fanout: one room (or, with `--rooms n`, n equal rooms with senders in each), N receivers spread
+ * over the workers (and over 2 nodes in Redis mode; `--redis-topology cluster`: a 3-master Redis
+ * Cluster), senders at stepped rates; the highest deliveries/s sustained with ≥ 99.9 % delivered
+ * and p99 under the limit (100 ms by default).
  */
 
 import { checkerNotes, checkerProblems, startCheckers } from "../lib/checker.js";
@@ -62,15 +63,27 @@ export const fanout: Scenario = {
     const steps = opts.quick ? STEPS_QUICK : STEPS_FULL;
     const workers = opts.workers ?? (redis ? 1 : 2);
     const nodes = redis ? 2 : 1;
+    // Many rooms: equal rooms, an even number (each of the 2 agents holds whole rooms).
+    const rooms = Math.max(1, Math.floor(opts.rooms ?? 1));
+    const roomCount = rooms === 1 ? 1 : Math.ceil(rooms / 2) * 2;
+    const roomSize = rooms === 1 ? receivers : Math.max(2, Math.floor(receivers / roomCount));
+    const connections = rooms === 1 ? receivers : roomSize * roomCount;
+    const where = [
+      redis ? `Redis${opts.redisTopology === "cluster" ? " Cluster" : ""}, 2 nodes` : "",
+      rooms > 1 ? `${roomCount} rooms of ${roomSize}` : "",
+    ].filter((s) => s !== "");
     const report = new ScenarioReport(
       fanout.name,
-      `${fanout.title}${redis ? " (Redis, 2 nodes)" : ""}`,
+      `${fanout.title}${where.length > 0 ? ` (${where.join(", ")})` : ""}`,
       opts.quick,
       {
         adapter: opts.adapter,
         nodes,
         workersPerNode: workers,
-        receivers,
+        receivers: connections,
+        rooms: roomCount,
+        roomSize,
+        redisTopology: redis ? (opts.redisTopology ?? "single") : undefined,
         stepSeconds: stepS,
         drainMs,
         maxP99Ms: maxP99,
@@ -110,16 +123,17 @@ export const fanout: Scenario = {
       await withSystem(
         report,
         system,
-        { adapter: opts.adapter, nodes, workers },
+        { adapter: opts.adapter, nodes, workers, redisTopology: opts.redisTopology },
         async (dep, redis) => {
           const pool = new AgentPool(2);
           try {
             const c = await connectAll(pool, `${system} receivers`, {
               group: "f",
               urls: dep.urls,
-              count: receivers,
+              count: connections,
               rate: 1_000,
               room: "fanout",
+              roomSize: rooms > 1 ? roomSize : undefined,
               usernamePrefix: "f",
             });
             if (c.failed > 0) {
@@ -130,7 +144,9 @@ export const fanout: Scenario = {
             const checkerUrls = dep.urls.length > 1 ? dep.urls : [dep.urls[0], dep.urls[0]];
             // joining one big room is O(N²) presence traffic for weigot-ws: let it finish first
             await waitQuiet(pool, 1_000, 300_000);
-            const checkers = await startCheckers(system, checkerUrls, "fanout", "check-");
+            // Many rooms: the checkers watch the first (agent 0's room 0: connectAll's naming).
+            const checkRoom = rooms > 1 ? "fanout-a0-0" : "fanout";
+            const checkers = await startCheckers(system, checkerUrls, checkRoom, "check-");
             await waitQuiet(pool, 500, 60_000);
             await pool.collect(true, false);
             const cpu = cpuMeter(dep, pool, redis);
@@ -141,8 +157,13 @@ export const fanout: Scenario = {
             let failures = 0;
             for (let s = 0; s < steps.length; s++) {
               const tag = s + 1;
-              const rate = steps[s] / c.opened;
-              const senders = Math.max(2, Math.ceil(rate / PER_SENDER_RATE));
+              // Each message reaches its room: everyone (one room) or roomSize receivers.
+              const reach = rooms > 1 ? roomSize : c.opened;
+              const rate = steps[s] / reach;
+              const senders = Math.max(
+                rooms > 1 ? roomCount : 2,
+                Math.ceil(rate / PER_SENDER_RATE),
+              );
               progress(
                 `${system}: step ${tag}/${steps.length}: ${fmtInt(steps[s])} deliveries/s (${rate.toFixed(1)} msg/s from ${senders} senders), ${stepS} s`,
               );
@@ -156,11 +177,12 @@ export const fanout: Scenario = {
                     durationMs: stepS * 1000,
                     tag,
                     pad: 0,
+                    stride: rooms > 1 ? roomSize : undefined,
                   }),
                 ),
               );
               const totalSent = sent.reduce((x, r) => x + r.sent, 0);
-              const expected = totalSent * c.opened;
+              const expected = totalSent * reach;
               const count = async () => {
                 const col = await pool.collect(false, false);
                 let n = 0;

@@ -65,7 +65,7 @@ export const latency: Scenario = {
       await withSystem(
         report,
         system,
-        { adapter: "redis", nodes: 2, workers },
+        { adapter: "redis", nodes: 2, workers, redisTopology: opts.redisTopology },
         async (dep, redis) => {
           const pool = new AgentPool(2);
           const details: Record<string, unknown> = {};

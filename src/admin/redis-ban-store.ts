@@ -9,11 +9,16 @@ import type { Ban, BanStore } from "./ban-store.js";
 export class RedisBanStore implements BanStore {
   private readonly base: string;
 
+  /**
+   * @param hashTag Redis Cluster: a hash tag put after the prefix (`<prefix>{bans}:ban…`) so
+   * that a ban and the index share a slot. @default "" (the key names of one Redis)
+   */
   constructor(
     private readonly client: RedisCommandClient,
     prefix: string,
+    hashTag = "",
   ) {
-    this.base = `${prefix}:ban`;
+    this.base = `${prefix}${hashTag}:ban`;
   }
 
   async ban(userId: string, seconds: number, reason: string): Promise<Ban> {
@@ -28,7 +33,7 @@ export class RedisBanStore implements BanStore {
   }
 
   async get(userId: string): Promise<Ban | undefined> {
-    const raw = (await this.client.sendCommand(["GET", `${this.base}:${userId}`])) as string | null;
+    const raw = (await this.send(["GET", `${this.base}:${userId}`])) as string | null;
     return raw ? (JSON.parse(raw) as Ban) : undefined;
   }
 
@@ -38,7 +43,15 @@ export class RedisBanStore implements BanStore {
   }
 
   private eval(script: string, args: string[]): Promise<unknown> {
-    return this.client.sendCommand(["EVAL", script, "0", this.base, ...args]);
+    return this.send(["EVAL", script, "0", this.base, ...args]);
+  }
+
+  /** On a cluster, on the node holding the bans' slot. */
+  private send(args: string[]): Promise<unknown> {
+    const { client } = this;
+    return client.sendCommandFor
+      ? client.sendCommandFor(this.base, args)
+      : client.sendCommand(args);
   }
 }
 

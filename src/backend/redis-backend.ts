@@ -1,6 +1,5 @@
-import { createAdapter } from "@socket.io/redis-adapter";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import { RateLimiterMemory, RateLimiterRedis, RLWrapperTimeouts } from "rate-limiter-flexible";
-import { createClient } from "redis";
 import type { Server } from "socket.io";
 import { RedisBanStore } from "../admin/redis-ban-store.js";
 import { appConfigs } from "../config/apps.js";
@@ -19,16 +18,10 @@ import { RedisPresenceStore } from "../presence/redis-presence-store.js";
 import { AppWebhooks } from "../webhooks/app-webhooks.js";
 import { RedisWebhooks } from "../webhooks/redis-webhooks.js";
 import { type Backend, CLEAN_NODE_ENV, type PresenceSink } from "./backend.js";
+import { closeRedisClient, createRedisClient, type RedisHandle } from "./redis-clients.js";
+import { storeLayout } from "./redis-layout.js";
 
-function newClient(url: string, disableOfflineQueue = false) {
-  return createClient({
-    url,
-    disableOfflineQueue,
-    // Reconnect forever, backing off to 2 s; Redis coming back is the normal end of an outage.
-    socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) },
-  });
-}
-type RedisClient = ReturnType<typeof newClient>;
+type RedisClient = RedisHandle;
 
 /** How long a shared rate limit may wait for Redis before this process counts alone. */
 const LIMITER_TIMEOUT_MS = 300;
@@ -68,29 +61,33 @@ export class RedisBackend implements Backend {
     private readonly owner: string,
     private readonly log: Logger,
   ) {
+    // One Redis and Sentinel: the key names as always; a cluster: slot groups (redis-layout.ts).
+    const layout = storeLayout(config);
     this.presence = new LocalTrackingStore(
       new RedisPresenceStore({
         client: cmd,
         prefix: config.redisPrefix,
         nodeId: config.nodeId,
         ownerTtlSeconds: ownerTtlMs(config.nodeTimeout) / 1000,
+        slotGroups: layout.slotGroups,
       }),
     );
-    this.bans = new RedisBanStore(cmd, config.redisPrefix);
+    this.bans = new RedisBanStore(cmd, config.redisPrefix, layout.banTag);
     this.history = new RedisHistoryStore({
       client: hist,
       prefix: config.redisPrefix,
       size: config.historySize,
       ttlSeconds: config.historyTtl,
+      slotGroups: layout.slotGroups,
     });
   }
 
   static async connect(config: Config, owner: string, logger: Logger): Promise<RedisBackend> {
     const log = logger.child({ component: "redis" });
-    const pub = newClient(config.redisUrl);
-    const sub = newClient(config.redisUrl);
-    const cmd = newClient(config.redisUrl);
-    const hist = newClient(config.redisUrl, true);
+    const pub = createRedisClient(config);
+    const sub = createRedisClient(config);
+    const cmd = createRedisClient(config);
+    const hist = createRedisClient(config, { failFast: true });
     const backend = new RedisBackend(config, pub, sub, cmd, hist, owner, log);
     redisMetrics(
       () => backend.up,
@@ -147,7 +144,13 @@ export class RedisBackend implements Backend {
 
   attach(io: Server): void {
     io.adapter(
-      createAdapter(this.pub, this.sub, { key: this.config.redisPrefix, requestsTimeout: 5000 }),
+      storeLayout(this.config).sharded
+        ? // Redis 7's sharded pub/sub: each room's channel lives on one shard, not on all of them.
+          createShardedAdapter(this.pub, this.sub, { channelPrefix: this.config.redisPrefix })
+        : createAdapter(this.pub, this.sub, {
+            key: this.config.redisPrefix,
+            requestsTimeout: 5000,
+          }),
     );
   }
 
@@ -244,7 +247,7 @@ export class RedisBackend implements Backend {
   onPresence(listener: (event: PresenceEvent) => void): void {
     // Published by the store's scripts, so every node sees the changes in the order they happened.
     void this.sub
-      .subscribe(`${this.config.redisPrefix}:presence:events`, (message: string) => {
+      .subscribe(this.presence.inner.channels, (message: string) => {
         try {
           const event = JSON.parse(message) as PresenceEvent | { relist: 1 };
           if ("relist" in event) this.scheduleRefresh();
@@ -261,7 +264,7 @@ export class RedisBackend implements Backend {
   onDelivery(listener: (delivery: Delivery) => void): void {
     // Published by the append script: every node receives the messages in the store's order.
     void this.sub
-      .subscribe(this.history.channel, (message: string) => {
+      .subscribe(this.history.channels, (message: string) => {
         const delivery = parseDelivery(message);
         if (delivery) listener(delivery);
         else this.log.error("bad history delivery", { message: message.slice(0, 200) });
@@ -285,11 +288,7 @@ export class RedisBackend implements Backend {
       clearTimeout(this.refreshTimer);
       this.heartbeat?.stop();
       await this.presence.close();
-      await Promise.allSettled(
-        [this.pub, this.sub, this.cmd, this.hist].map((c) =>
-          c.isReady ? c.close() : Promise.resolve(c.destroy()),
-        ),
-      );
+      await Promise.allSettled([this.pub, this.sub, this.cmd, this.hist].map(closeRedisClient));
     })();
     return this.closing;
   }

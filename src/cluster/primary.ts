@@ -212,7 +212,7 @@ export class Primary {
 
     let slots: Slot[];
     if (this.config.adapter === "redis") {
-      await waitForRedis(this.config.redisUrl, this.config.redisWait);
+      await waitForRedis(this.config, this.config.redisWait);
       // The first worker cleans what a previous run of this node id left, before any other joins.
       const first = this.fork({ [CLEAN_NODE_ENV]: "1" });
       await withTimeout(first.ready, READY_TIMEOUT_MS, "worker start");

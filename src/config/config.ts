@@ -19,6 +19,15 @@ export interface Config {
   redisPrefix: string;
   /** Seconds to wait for Redis at start before failing (0 = fail at once). @default 0 */
   redisWait: number;
+  /**
+   * Sentinels (`host:port,…`) to find the Redis master through (Redis with Sentinel): the
+   * service follows a failover by itself; `redisUrl`'s host is then not used. @default ""
+   */
+  redisSentinels: string;
+  /** The master's name in the sentinels' config (`sentinel monitor <name> …`). @default "mymaster" */
+  redisSentinelName: string;
+  /** Seed nodes (`host:port,…`) of a Redis Cluster (Redis ≥ 7): the sharded layout. @default "" */
+  redisCluster: string;
   /** This node's name in the cluster. @default `${hostname}-${pid}` */
   nodeId: string;
   /** Seconds after which a silent node is declared dead and its users go offline. @default 15 */
@@ -173,6 +182,9 @@ export const DEFAULTS: Config = {
   redisUrl: "redis://127.0.0.1:6379",
   redisPrefix: "weigot-ws",
   redisWait: 0,
+  redisSentinels: "",
+  redisSentinelName: "mymaster",
+  redisCluster: "",
   nodeId: `${os.hostname()}-${process.pid}`,
   nodeTimeout: 15,
   pidFile: path.join(os.tmpdir(), "weigot-ws.pid"),
@@ -235,6 +247,42 @@ export class ConfigError extends Error {
   }
 }
 
+/** `host:port,…` → the nodes, or a ConfigError naming the key. */
+export function parseHostList(key: keyof Config, value: string): { host: string; port: number }[] {
+  return value
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "")
+    .map((item) => {
+      const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(item);
+      const port = Number(m?.[2]);
+      if (!m || !(port > 0 && port < 65536)) {
+        throw new ConfigError(key, `expected host:port[,host:port…], got ${JSON.stringify(item)}`);
+      }
+      return { host: m[1].replace(/^\[|\]$/g, ""), port };
+    });
+}
+
+/** One Redis topology at a time; the cluster layout's hash tags need a prefix without braces. */
+function checkRedisTopology(config: Config): void {
+  const sentinels = parseHostList("redisSentinels", config.redisSentinels);
+  const cluster = parseHostList("redisCluster", config.redisCluster);
+  if (sentinels.length === 0 && cluster.length === 0) return;
+  const key = sentinels.length > 0 ? "redisSentinels" : "redisCluster";
+  if (config.adapter !== "redis") {
+    throw new ConfigError(key, "needs --adapter redis");
+  }
+  if (sentinels.length > 0 && cluster.length > 0) {
+    throw new ConfigError(key, "--redis-sentinels and --redis-cluster exclude each other");
+  }
+  if (cluster.length > 0 && /[{}]/.test(config.redisPrefix)) {
+    throw new ConfigError(
+      "redisPrefix",
+      "must not contain { or } with --redis-cluster (the service adds its own hash tags)",
+    );
+  }
+}
+
 export function kebab(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
@@ -261,6 +309,9 @@ export const RULES: { [K in keyof Config]: Rule } = {
   redisUrl: { kind: "string", nonEmpty: true },
   redisPrefix: { kind: "string", nonEmpty: true },
   redisWait: { kind: "int", min: 0, max: 3600 },
+  redisSentinels: { kind: "string" },
+  redisSentinelName: { kind: "string", nonEmpty: true },
+  redisCluster: { kind: "string" },
   nodeId: { kind: "string", nonEmpty: true },
   nodeTimeout: { kind: "int", min: 2, max: 3600 },
   pidFile: { kind: "string", nonEmpty: true },
@@ -368,6 +419,7 @@ export function parseConfig(raw: Record<string, unknown>): Config {
       `expected redis://host:port, got ${JSON.stringify(config.redisUrl)}`,
     );
   }
+  checkRedisTopology(config);
   try {
     new ClientAddresses(config.trustedProxies);
   } catch (err) {

@@ -1,3 +1,4 @@
+import { allGroups, groupPrefix, slotGroup } from "../backend/slot-groups.js";
 import type { Envelope } from "../chat/protocol.js";
 import {
   type AppendRequest,
@@ -13,6 +14,8 @@ import * as scripts from "./redis-history-scripts.js";
 /** The part of a node-redis client the store uses. */
 export interface HistoryRedisClient {
   sendCommand(args: readonly string[]): Promise<unknown>;
+  /** Runs the command on the node holding `key`'s slot (a cluster client; see redis-clients.ts). */
+  sendCommandFor?(key: string, args: readonly string[]): Promise<unknown>;
 }
 
 export interface RedisHistoryStoreOptions extends HistoryOptions {
@@ -23,6 +26,11 @@ export interface RedisHistoryStoreOptions extends HistoryOptions {
   client: HistoryRedisClient;
   /** Namespace of every key and channel (`<prefix>:history:…`). @default "weigot-ws" */
   prefix?: string;
+  /**
+   * Redis Cluster: rooms spread over this many slot groups, `<prefix>{<group>}:history:…` (see
+   * slot-groups.ts), each with its own channel. 0: the key names of one Redis. @default 0
+   */
+  slotGroups?: number;
 }
 
 const lenKey = (s: string) => `${s.length}:${s}`;
@@ -33,18 +41,26 @@ const lenKey = (s: string) => `${s.length}:${s}`;
  * {@link RedisHistoryStore.channel}; subscribe to it and pass what arrives to {@link parseDelivery}.
  */
 export class RedisHistoryStore implements HistoryStore {
-  readonly channel: string;
-  private readonly base: string;
+  /** The channels the append script publishes on (one per slot group). */
+  readonly channels: string[];
+  private readonly prefix: string;
+  private readonly groups: number;
   private closed = false;
 
   constructor(private readonly opts: RedisHistoryStoreOptions) {
-    this.base = `${opts.prefix ?? "weigot-ws"}:history`;
-    this.channel = `${this.base}:messages`;
+    this.prefix = opts.prefix ?? "weigot-ws";
+    this.groups = opts.slotGroups ?? 0;
+    this.channels = allGroups(this.groups).map((g) => `${this.base(g)}:messages`);
+  }
+
+  /** The first channel: without slot groups, the only one. */
+  get channel(): string {
+    return this.channels[0];
   }
 
   async append(req: AppendRequest): Promise<AppendResult> {
     const users = req.inboxes ?? [];
-    const reply = (await this.eval(scripts.APPEND, [
+    const reply = (await this.eval(this.groupOf(req.room), scripts.APPEND, [
       req.room,
       JSON.stringify(req.envelope),
       String(this.opts.size),
@@ -59,7 +75,7 @@ export class RedisHistoryStore implements HistoryStore {
   }
 
   range(room: string, after: number | undefined, limit: number): Promise<HistoryRange> {
-    return this.read("seq", "log", lenKey(room), after, limit);
+    return this.read(room, "seq", "log", lenKey(room), after, limit);
   }
 
   inbox(
@@ -68,7 +84,7 @@ export class RedisHistoryStore implements HistoryStore {
     after: number | undefined,
     limit: number,
   ): Promise<HistoryRange> {
-    return this.read("pseq", "inbox", `${lenKey(room)}:${lenKey(userId)}`, after, limit);
+    return this.read(room, "pseq", "inbox", `${lenKey(room)}:${lenKey(userId)}`, after, limit);
   }
 
   async close(): Promise<void> {
@@ -76,13 +92,14 @@ export class RedisHistoryStore implements HistoryStore {
   }
 
   private async read(
+    room: string,
     counter: string,
     log: string,
     key: string,
     after: number | undefined,
     limit: number,
   ): Promise<HistoryRange> {
-    const reply = (await this.eval(scripts.RANGE, [
+    const reply = (await this.eval(this.groupOf(room), scripts.RANGE, [
       counter,
       log,
       key,
@@ -93,9 +110,25 @@ export class RedisHistoryStore implements HistoryStore {
     return { last, first, messages: entries.map((e) => JSON.parse(e) as Envelope) };
   }
 
-  private eval(script: string, args: string[]): Promise<unknown> {
+  /** `<prefix>:history`, or with slot groups `<prefix>{<group>}:history`: the scripts' B. */
+  private base(group: number | undefined): string {
+    return `${groupPrefix(this.prefix, group)}:history`;
+  }
+
+  private groupOf(room: string): number | undefined {
+    return this.groups > 0 ? slotGroup(room, this.groups) : undefined;
+  }
+
+  /** Runs a script on the group's keys (on a cluster: the node holding the group's slot). */
+  private eval(group: number | undefined, script: string, args: string[]): Promise<unknown> {
+    const base = this.base(group);
+    return this.send(base, ["EVAL", script, "0", base, ...args]);
+  }
+
+  private send(key: string, args: string[]): Promise<unknown> {
     if (this.closed) return Promise.reject(new Error("RedisHistoryStore is closed"));
-    return this.opts.client.sendCommand(["EVAL", script, "0", this.base, ...args]);
+    const { client } = this.opts;
+    return client.sendCommandFor ? client.sendCommandFor(key, args) : client.sendCommand(args);
   }
 }
 

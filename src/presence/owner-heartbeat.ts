@@ -3,7 +3,11 @@ import type { PresenceConnection } from "./presence-store.js";
 /** What a heartbeat needs from its store (RedisPresenceStore provides it). */
 export interface HeartbeatTarget {
   /** Refreshes the owner's liveness; resolves false when Redis lost some of its entries. */
-  heartbeat(owner: string, expectedConnections?: number): Promise<boolean>;
+  heartbeat(
+    owner: string,
+    expectedConnections?: number,
+    connections?: PresenceConnection[],
+  ): Promise<boolean>;
   /** Rewrites the owner's entries to exactly these connections. */
   resync(owner: string, conns: PresenceConnection[]): Promise<void>;
 }
@@ -68,8 +72,8 @@ export class OwnerHeartbeat implements Heartbeat {
 
   private async run(): Promise<boolean> {
     try {
-      const count = this.options.connections().length;
-      if (await this.target.heartbeat(this.owner, count)) return true;
+      const live = this.options.connections();
+      if (await this.target.heartbeat(this.owner, live.length, live)) return true;
       if (this.stopped) return false;
       // A fresh snapshot, taken as the resync is sent: joins/leaves sent meanwhile are in it.
       const conns = this.options.connections();

@@ -1,4 +1,5 @@
 import { createClient } from "redis";
+import { allGroups, groupPrefix, slotGroup } from "../backend/slot-groups.js";
 import type { UserInfo } from "../chat/protocol.js";
 import { type Heartbeat, type HeartbeatOptions, OwnerHeartbeat } from "./owner-heartbeat.js";
 import {
@@ -16,6 +17,8 @@ import * as scripts from "./redis-presence-scripts.js";
 /** The part of a node-redis client the store uses: any `createClient()` result fits. */
 export interface RedisCommandClient {
   sendCommand(args: readonly string[]): Promise<unknown>;
+  /** Runs the command on the node holding `key`'s slot (a cluster client; see redis-clients.ts). */
+  sendCommandFor?(key: string, args: readonly string[]): Promise<unknown>;
   /** node-redis emits `ready` on every (re)connection: running heartbeats then beat at once. */
   on?(event: "ready", listener: () => void): unknown;
   off?(event: "ready", listener: () => void): unknown;
@@ -34,6 +37,12 @@ export interface RedisPresenceStoreOptions {
   nodeId: string;
   /** Seconds an owner stays alive without a heartbeat; then reapExpired() removes it. @default 15 */
   ownerTtlSeconds?: number;
+  /**
+   * Redis Cluster: rooms are spread over this many slot groups, each laid out like one Redis under
+   * `<prefix>{<group>}:presence:…` (see slot-groups.ts); every node must use the same number.
+   * 0: one layout, the key names of one Redis or Sentinel. @default 0
+   */
+  slotGroups?: number;
   /**
    * Errors of the client the store created from a URL (`error` events, a failed connect). A client
    * you pass in is yours: attach your own `error` listener. @default ignore
@@ -61,7 +70,10 @@ export class RedisPresenceStore implements PresenceStore {
   readonly nodeId: string;
   private readonly client: RedisCommandClient;
   private readonly ownClient: OwnClient | undefined;
-  private readonly base: string;
+  private readonly prefix: string;
+  private readonly groups: number;
+  /** Slot groups: the group of each fd this store joined, for leave(fd). */
+  private readonly fdGroups = new Map<string, number>();
   private readonly ttlMs: number;
   private readonly heartbeats = new Set<Heartbeat>();
   private closing: Promise<void> | undefined;
@@ -74,7 +86,8 @@ export class RedisPresenceStore implements PresenceStore {
     if (!(ttl > 0)) throw new TypeError(`invalid ownerTtlSeconds ${ttl}: must be > 0`);
     this.nodeId = options.nodeId;
     this.ttlMs = Math.max(1, Math.round(ttl * 1000));
-    this.base = `${options.prefix ?? "weigot-ws"}:presence`;
+    this.prefix = options.prefix ?? "weigot-ws";
+    this.groups = options.slotGroups ?? 0;
     if (typeof options.client === "string") {
       const onError = options.onError ?? (() => {});
       const client = createClient({ url: options.client });
@@ -89,6 +102,11 @@ export class RedisPresenceStore implements PresenceStore {
     }
   }
 
+  /** The channels the scripts publish presence events on (one per slot group). */
+  get channels(): string[] {
+    return allGroups(this.groups).map((g) => `${this.base(g)}:events`);
+  }
+
   /** The owner name of a process of this node. @param pid @default process.pid */
   ownerId(pid: number = process.pid): string {
     return `${this.nodeId}/${pid}`;
@@ -97,11 +115,21 @@ export class RedisPresenceStore implements PresenceStore {
   async join(conn: PresenceConnection): Promise<JoinResult> {
     const info = JSON.stringify(toUserInfo(conn));
     const args = [conn.fd, conn.owner, conn.room, conn.userId, info, String(this.ttlMs)];
-    return { first: (await this.eval(scripts.JOIN, args)) === 1 };
+    const group = this.groupOf(conn.room);
+    if (group !== undefined) this.fdGroups.set(conn.fd, group);
+    return { first: (await this.eval(group, scripts.JOIN, args)) === 1 };
   }
 
   async leave(fd: string): Promise<LeaveResult> {
-    const reply = (await this.eval(scripts.LEAVE, [fd])) as [string, number] | null;
+    const known = this.fdGroups.get(fd);
+    this.fdGroups.delete(fd);
+    // Slot groups and an fd this store did not join: it is in one group at most.
+    const groups = known === undefined ? allGroups(this.groups) : [known];
+    const replies = (await Promise.all(groups.map((g) => this.eval(g, scripts.LEAVE, [fd])))) as (
+      | [string, number]
+      | null
+    )[];
+    const reply = replies.find((r) => r);
     if (!reply) return { last: false };
     return { user: JSON.parse(reply[0]) as UserInfo, last: reply[1] === 1 };
   }
@@ -111,12 +139,8 @@ export class RedisPresenceStore implements PresenceStore {
     if (limit !== undefined && limit <= 0) return [];
     const start = Math.max(0, offset);
     const stop = limit === undefined ? "-1" : String(start + limit - 1);
-    const infos = (await this.send([
-      "ZRANGE",
-      `${this.base}:list:${room}`,
-      String(start),
-      stop,
-    ])) as string[];
+    const key = `${this.base(this.groupOf(room))}:list:${room}`;
+    const infos = (await this.send(key, ["ZRANGE", key, String(start), stop])) as string[];
     return JSON.parse(`[${infos.join(",")}]`) as UserInfo[];
   }
 
@@ -127,7 +151,8 @@ export class RedisPresenceStore implements PresenceStore {
       const { total, version } = await this.snapshot(room, 1);
       return { userList: [], total, version };
     }
-    const [version, total, infos] = (await this.eval(scripts.SNAPSHOT, [room, stop])) as [
+    const group = this.groupOf(room);
+    const [version, total, infos] = (await this.eval(group, scripts.SNAPSHOT, [room, stop])) as [
       string,
       number,
       string[],
@@ -145,20 +170,22 @@ export class RedisPresenceStore implements PresenceStore {
    */
   async announceGone(user: UserInfo): Promise<boolean> {
     const args = [user.room, user.userId, JSON.stringify(user)];
-    return (await this.eval(scripts.ANNOUNCE_GONE, args)) === 1;
+    return (await this.eval(this.groupOf(user.room), scripts.ANNOUNCE_GONE, args)) === 1;
   }
 
   async count(room: string): Promise<number> {
-    return (await this.send(["ZCARD", `${this.base}:list:${room}`])) as number;
+    const key = `${this.base(this.groupOf(room))}:list:${room}`;
+    return (await this.send(key, ["ZCARD", key])) as number;
   }
 
   async find(room: string, userIdOrFd: string): Promise<UserInfo | undefined> {
-    const info = (await this.eval(scripts.FIND, [room, userIdOrFd])) as string | null;
+    const group = this.groupOf(room);
+    const info = (await this.eval(group, scripts.FIND, [room, userIdOrFd])) as string | null;
     return info ? (JSON.parse(info) as UserInfo) : undefined;
   }
 
   async removeOwner(owner: string): Promise<UserInfo[]> {
-    return this.evalUsers(scripts.REMOVE_OWNER, [owner, "0"]);
+    return this.evalUsersEverywhere(scripts.REMOVE_OWNER, [owner, "0"]);
   }
 
   /**
@@ -169,13 +196,18 @@ export class RedisPresenceStore implements PresenceStore {
    * @returns the users that went offline (one entry per user and room).
    */
   async removeNode(nodeId: string = this.nodeId): Promise<UserInfo[]> {
-    return this.evalUsers(scripts.REMOVE_NODE, [nodeId]);
+    return this.evalUsersEverywhere(scripts.REMOVE_NODE, [nodeId]);
   }
 
   /** The owners of a node that Redis holds (live or not). @param nodeId @default this.nodeId */
   async owners(nodeId: string = this.nodeId): Promise<string[]> {
-    const all = (await this.send(["SMEMBERS", `${this.base}:owners`])) as string[];
-    return all.filter((owner) => owner.startsWith(`${nodeId}/`));
+    const all = await Promise.all(
+      allGroups(this.groups).map((g) => {
+        const key = `${this.base(g)}:owners`;
+        return this.send(key, ["SMEMBERS", key]) as Promise<string[]>;
+      }),
+    );
+    return [...new Set(all.flat())].filter((owner) => owner.startsWith(`${nodeId}/`));
   }
 
   /**
@@ -184,9 +216,18 @@ export class RedisPresenceStore implements PresenceStore {
    * which announces 203. An owner that heartbeats before its turn is spared.
    */
   async reapExpired(): Promise<UserInfo[]> {
-    const owners = (await this.eval(scripts.EXPIRED_OWNERS, [])) as string[];
-    const results = await Promise.allSettled(
-      owners.map((owner) => this.evalUsers(scripts.REMOVE_OWNER, [owner, "1"])),
+    // Slot groups: each group has its own owners and liveness keys, reaped on their own.
+    const results = (
+      await Promise.allSettled(
+        allGroups(this.groups).map(async (g) => {
+          const owners = (await this.eval(g, scripts.EXPIRED_OWNERS, [])) as string[];
+          return Promise.allSettled(
+            owners.map((owner) => this.evalUsers(g, scripts.REMOVE_OWNER, [owner, "1"])),
+          );
+        }),
+      )
+    ).flatMap((r) =>
+      r.status === "fulfilled" ? r.value : [r as PromiseSettledResult<UserInfo[]>],
     );
     // Users already removed must reach the caller (nobody else will announce them); an owner whose
     // removal failed is still expired and is retried by the next call.
@@ -202,9 +243,32 @@ export class RedisPresenceStore implements PresenceStore {
    * `expectedConnections` is given, holds a different number of its connections: then call
    * {@link resync}. {@link startHeartbeat} does all this on an interval.
    */
-  async heartbeat(owner: string, expectedConnections?: number): Promise<boolean> {
-    const expected = expectedConnections === undefined ? "" : String(expectedConnections);
-    return (await this.eval(scripts.HEARTBEAT, [owner, String(this.ttlMs), expected])) === 1;
+  async heartbeat(
+    owner: string,
+    expectedConnections?: number,
+    connections?: PresenceConnection[],
+  ): Promise<boolean> {
+    const ttl = String(this.ttlMs);
+    if (this.groups === 0) {
+      const expected = expectedConnections === undefined ? "" : String(expectedConnections);
+      return (await this.eval(undefined, scripts.HEARTBEAT, [owner, ttl, expected])) === 1;
+    }
+    // Slot groups: every group is beaten (and checked, given the connections) on its own.
+    const counts = new Map<number, number>();
+    for (const c of connections ?? []) {
+      const g = this.groupOf(c.room) as number;
+      counts.set(g, (counts.get(g) ?? 0) + 1);
+    }
+    const replies = await Promise.all(
+      allGroups(this.groups).map((g) =>
+        this.eval(g, scripts.HEARTBEAT, [
+          owner,
+          ttl,
+          connections ? String(counts.get(g as number) ?? 0) : "",
+        ]),
+      ),
+    );
+    return replies.every((r) => r === 1);
   }
 
   /**
@@ -214,11 +278,14 @@ export class RedisPresenceStore implements PresenceStore {
    * The command is sent synchronously, so `conns` must be a snapshot taken just before the call.
    */
   async resync(owner: string, conns: PresenceConnection[]): Promise<void> {
-    const args = [owner, String(this.ttlMs)];
+    const argsOf = new Map<number | undefined, string[]>();
+    for (const g of allGroups(this.groups)) argsOf.set(g, [owner, String(this.ttlMs)]);
     for (const conn of conns) {
-      args.push(conn.fd, conn.room, conn.userId, JSON.stringify(toUserInfo(conn)));
+      const group = this.groupOf(conn.room);
+      if (group !== undefined) this.fdGroups.set(conn.fd, group);
+      argsOf.get(group)?.push(conn.fd, conn.room, conn.userId, JSON.stringify(toUserInfo(conn)));
     }
-    await this.eval(scripts.RESYNC, args);
+    await Promise.all([...argsOf].map(([g, args]) => this.eval(g, scripts.RESYNC, args)));
   }
 
   /**
@@ -245,18 +312,26 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   async roomCounts(): Promise<RoomCounts[]> {
-    const rows = (await this.eval(scripts.ROOM_COUNTS, [])) as [string, number, number][];
+    const rows = (
+      await Promise.all(allGroups(this.groups).map((g) => this.eval(g, scripts.ROOM_COUNTS, [])))
+    ).flat() as [string, number, number][];
     return rows.map(([room, users, connections]) => ({ room, users, connections })).sort(byRoom);
   }
 
   async roomConnections(room: string): Promise<PresenceConnection[]> {
-    const rows = (await this.eval(scripts.ROOM_CONNECTIONS, [room])) as [string, string][];
+    const group = this.groupOf(room);
+    const rows = (await this.eval(group, scripts.ROOM_CONNECTIONS, [room])) as [string, string][];
     return rows.map(([owner, info]) => ({ ...(JSON.parse(info) as UserInfo), owner }));
   }
 
   async stats(): Promise<{ connections: number; users: number }> {
-    const [connections, users] = (await this.eval(scripts.STATS, [])) as [number, number];
-    return { connections, users };
+    const all = (await Promise.all(
+      allGroups(this.groups).map((g) => this.eval(g, scripts.STATS, [])),
+    )) as [number, number][];
+    return {
+      connections: all.reduce((n, [c]) => n + c, 0),
+      users: all.reduce((n, [, u]) => n + u, 0),
+    };
   }
 
   /** Stops the heartbeats and closes the client if the store created it. Idempotent. */
@@ -278,17 +353,44 @@ export class RedisPresenceStore implements PresenceStore {
     }
   }
 
-  /** Runs a script. Sends synchronously (call order = execution order on the connection). */
-  private eval(script: string, args: string[]): Promise<unknown> {
-    return this.send(["EVAL", script, "0", this.base, ...args]);
+  /** `<prefix>:presence`, or with slot groups `<prefix>{<group>}:presence`: the scripts' B. */
+  private base(group: number | undefined): string {
+    return `${groupPrefix(this.prefix, group)}:presence`;
   }
 
-  private send(args: string[]): Promise<unknown> {
+  private groupOf(room: string): number | undefined {
+    return this.groups > 0 ? slotGroup(room, this.groups) : undefined;
+  }
+
+  /**
+   * Runs a script on the group's keys (on a cluster: on the node holding the group's slot). Sends
+   * synchronously (call order = execution order on the connection).
+   */
+  private eval(group: number | undefined, script: string, args: string[]): Promise<unknown> {
+    const base = this.base(group);
+    return this.send(base, ["EVAL", script, "0", base, ...args]);
+  }
+
+  private send(key: string, args: string[]): Promise<unknown> {
     if (this.closing) return Promise.reject(new Error("RedisPresenceStore is closed"));
-    return this.client.sendCommand(args);
+    return this.client.sendCommandFor
+      ? this.client.sendCommandFor(key, args)
+      : this.client.sendCommand(args);
   }
 
-  private async evalUsers(script: string, args: string[]): Promise<UserInfo[]> {
-    return JSON.parse((await this.eval(script, args)) as string) as UserInfo[];
+  private async evalUsers(
+    group: number | undefined,
+    script: string,
+    args: string[],
+  ): Promise<UserInfo[]> {
+    return JSON.parse((await this.eval(group, script, args)) as string) as UserInfo[];
+  }
+
+  /** A script that spans rooms, run in every slot group: the users of all of them. */
+  private async evalUsersEverywhere(script: string, args: string[]): Promise<UserInfo[]> {
+    const all = await Promise.all(
+      allGroups(this.groups).map((g) => this.evalUsers(g, script, args)),
+    );
+    return all.flat();
   }
 }

@@ -14,6 +14,10 @@
  *
  * The sender reads the oldest entries without removing them and removes them (by number) once the
  * receiver answered 2xx, so a sender that dies mid-POST leaves its batch for the next one.
+ *
+ * Redis Cluster (slot groups, see slot-groups.ts): every group has its own H (`<prefix>{g}:webhooks`:
+ * cfg, queue, seq, dropped), filled by the scripts of its rooms; the lease alone lives in
+ * `<prefix>{webhooks}:webhooks:lease`, and the holder sends the groups' queues in turn.
  */
 
 /**
@@ -62,6 +66,13 @@ end
 return 0
 `;
 
+/** ARGV: H, cap, messages ("1"/"0"), cfg ttl ms → 1. A group's settings (slot groups). */
+export const CONFIG = `
+redis.call('HSET', ARGV[1] .. ':cfg', 'cap', ARGV[2], 'messages', ARGV[3])
+redis.call('PEXPIRE', ARGV[1] .. ':cfg', ARGV[4])
+return 1
+`;
+
 /** ARGV: H, max → { dropped, entries... } with the oldest `max` entries, newest first. */
 export const PEEK = `
 local H = ARGV[1]
@@ -70,10 +81,14 @@ for _, e in ipairs(redis.call('LRANGE', H .. ':queue', -tonumber(ARGV[2]), -1)) 
 return out
 `;
 
-/** ARGV: H, owner, last → entries removed: those numbered up to `last`, if owner holds the lease. */
+/**
+ * ARGV: H, owner, last, lease check ("1"/"0") → entries removed: those numbered up to `last`, if
+ * owner holds the lease. Slot groups: the lease is in another slot, not checked (removing what
+ * this process sent is harmless even after losing the lease: the numbers only go up).
+ */
 export const ACK = `
 local H, me, last = ARGV[1], ARGV[2], tonumber(ARGV[3])
-if redis.call('GET', H .. ':lease') ~= me then return 0 end
+if ARGV[4] ~= '0' and redis.call('GET', H .. ':lease') ~= me then return 0 end
 local removed = 0
 while true do
   local e = redis.call('LINDEX', H .. ':queue', -1)

@@ -1,5 +1,7 @@
-import { createClient } from "redis";
 import { DEFAULT_APP, unscopeRoom } from "../apps/app-scope.js";
+import { closeRedisClient, createRedisClient } from "../backend/redis-clients.js";
+import { storeLayout } from "../backend/redis-layout.js";
+import { allGroups, groupPrefix } from "../backend/slot-groups.js";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../log/logger.js";
 import * as scripts from "./redis-webhook-scripts.js";
@@ -23,7 +25,15 @@ const CFG_TTL_MS = 30_000;
  */
 export class RedisWebhooks implements WebhookSource {
   private readonly client;
+  /** Where the lease is (and, without slot groups, everything). */
   private readonly base: string;
+  /** `:app:<id>` for an app's webhooks, "" for the default app's. */
+  private readonly appSuffix: string;
+  /** Slot groups (a cluster): each has its queue, sent in turn; [undefined] without. */
+  private readonly groups: (number | undefined)[];
+  /** The group of the batch last peeked: what ack() removes from. */
+  private current = 0;
+  private readonly groupDrops = new Map<number | undefined, number>();
   private readonly sender: WebhookSender;
   private readonly renewer: NodeJS.Timeout;
   private leaseAt = 0;
@@ -37,11 +47,12 @@ export class RedisWebhooks implements WebhookSource {
     private readonly log: Logger,
     app: string,
   ) {
-    this.base = `${config.redisPrefix}:webhooks${app === DEFAULT_APP ? "" : `:app:${app}`}`;
-    this.client = createClient({
-      url: config.redisUrl,
-      socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) },
-    });
+    const { slotGroups } = storeLayout(config);
+    this.groups = allGroups(slotGroups);
+    // An app's queues and lease sit beside the default app's (the hooks pick them by room).
+    this.appSuffix = app === DEFAULT_APP ? "" : `:app:${app}`;
+    this.base = `${config.redisPrefix}${slotGroups > 0 ? "{webhooks}" : ""}:webhooks${this.appSuffix}`;
+    this.client = createRedisClient(config);
     // The backend logs Redis outages; here they only pause the sender.
     this.client.on("error", () => {
       this.up = false;
@@ -85,6 +96,17 @@ export class RedisWebhooks implements WebhookSource {
         this.config.webhookMessages ? "1" : "0",
         String(CFG_TTL_MS),
       ]);
+      if (this.groups[0] !== undefined) {
+        await Promise.all(
+          this.groups.map((g) =>
+            this.evalIn(this.groupBase(g), scripts.CONFIG, [
+              String(this.config.webhookQueueSize),
+              this.config.webhookMessages ? "1" : "0",
+              String(CFG_TTL_MS),
+            ]),
+          ),
+        );
+      }
       const leader = held === 1;
       if (leader) this.leaseAt = at;
       if (leader && !this.leader) this.log.info("sending the service's webhooks (lease taken)");
@@ -95,11 +117,27 @@ export class RedisWebhooks implements WebhookSource {
   }
 
   async peek(max: number): Promise<WebhookBatch | undefined> {
-    const [dropped, ...raw] = (await this.eval(scripts.PEEK, [String(max)])) as [
-      number,
-      ...string[],
-    ];
-    this.drops = dropped;
+    const peeked = (await Promise.all(
+      this.groups.map((g) => this.evalIn(this.groupBase(g), scripts.PEEK, [String(max)])),
+    )) as [number, ...string[]][];
+    for (const [i, [dropped]] of peeked.entries()) this.groupDrops.set(this.groups[i], dropped);
+    this.drops = [...this.groupDrops.values()].reduce((a, b) => a + b, 0);
+    // The first group with waiting changes from the current one on: a failed batch is the same
+    // batch next time; an acked one moves on to the next group.
+    const n = this.groups.length;
+    let at = this.current % n;
+    for (let k = 0; k < n; k++) {
+      const i = (this.current + k) % n;
+      if (peeked[i].length > 1) {
+        at = i;
+        break;
+      }
+    }
+    this.current = at;
+    const group = this.groups[at];
+    const [, ...raw] = peeked[at];
+    const idOf = (c: QueuedChange) =>
+      group === undefined ? `${c.t}-${c.n}` : `${c.t}-${group}.${c.n}`;
     let last = 0;
     const changes: QueuedChange[] = [];
     // LRANGE gives the newest first.
@@ -119,14 +157,17 @@ export class RedisWebhooks implements WebhookSource {
       return undefined;
     }
     return {
-      events: changes.flatMap((c) => toWebhookEvents(`${c.t}-${c.n}`, c)),
+      events: changes.flatMap((c) => toWebhookEvents(idOf(c), c)),
       last,
       oldest: changes[0].t,
     };
   }
 
   async ack(last: number): Promise<void> {
-    await this.eval(scripts.ACK, [this.owner, String(last)]);
+    const group = this.groups[this.current];
+    const checkLease = group === undefined ? "1" : "0";
+    await this.evalIn(this.groupBase(group), scripts.ACK, [this.owner, String(last), checkLease]);
+    this.current = (this.current + 1) % this.groups.length;
   }
 
   async dropped(): Promise<number> {
@@ -139,11 +180,20 @@ export class RedisWebhooks implements WebhookSource {
     await this.sender.stop(2000);
     // Hand over at once instead of after the lease's TTL.
     if (this.leader) await this.eval(scripts.RELEASE, [this.owner]).catch(() => {});
-    await (this.client.isReady ? this.client.close() : Promise.resolve(this.client.destroy()));
+    await closeRedisClient(this.client);
   }
 
   private eval(script: string, args: string[]): Promise<unknown> {
-    return this.client.sendCommand(["EVAL", script, "0", this.base, ...args]);
+    return this.evalIn(this.base, script, args);
+  }
+
+  /** `<prefix>:webhooks`, or a slot group's `<prefix>{g}:webhooks` (what the hooks fill). */
+  private groupBase(group: number | undefined): string {
+    return `${groupPrefix(this.config.redisPrefix, group)}:webhooks${this.appSuffix}`;
+  }
+
+  private evalIn(base: string, script: string, args: string[]): Promise<unknown> {
+    return this.client.sendCommandFor(base, ["EVAL", script, "0", base, ...args]);
   }
 }
 

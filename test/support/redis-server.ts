@@ -14,7 +14,7 @@
  * within a second if the test process dies without an `exit` event (SIGKILL, a runner's timeout).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -29,6 +29,13 @@ export interface RedisServerOptions {
   startTimeoutMs?: number;
   /** The redis-server binary. @default "/usr/bin/redis-server" if it exists, else "redis-server" */
   bin?: string;
+  /**
+   * Writes this config file into the server's dir and passes it first (Sentinel needs a writable
+   * config file); called with the port, at every (re)start. @default none
+   */
+  configFile?: (port: number, dir: string) => string;
+  /** The log line that says the server is up. @default /ready to accept connections/i */
+  readyLine?: RegExp;
 }
 
 export interface RedisServer {
@@ -65,7 +72,11 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     for (let attempt = 1; attempt <= MAX_PORT_ATTEMPTS; attempt++) {
       const tryPort = fixedPort || (await freePort());
       try {
-        child = await spawnServer(bin, tryPort, dir, options.args ?? [], timeoutMs, lines);
+        const conf = options.configFile && path.join(dir, `redis-${tryPort}.conf`);
+        if (conf && options.configFile) writeFileSync(conf, options.configFile(tryPort, dir));
+        const ready = options.readyLine ?? /ready to accept connections/i;
+        const args = options.args ?? [];
+        child = await spawnServer(bin, tryPort, dir, conf, args, timeoutMs, lines, ready);
         watchdog = startWatchdog(child, dir);
         return tryPort;
       } catch (err) {
@@ -138,11 +149,15 @@ async function spawnServer(
   bin: string,
   port: number,
   dir: string,
+  conf: string | undefined,
   extraArgs: string[],
   timeoutMs: number,
   lines: string[],
+  readyLine: RegExp,
 ): Promise<ChildProcess> {
   const args = [
+    // A config file must come first; the flags after it override what it says.
+    ...(conf ? [conf] : []),
     "--port",
     String(port),
     "--bind",
@@ -167,7 +182,7 @@ async function spawnServer(
     for (const line of chunk.toString().split("\n")) {
       if (!line) continue;
       lines.push(line);
-      if (/ready to accept connections/i.test(line)) announcedReady = true;
+      if (readyLine.test(line)) announcedReady = true;
     }
     lines.splice(0, Math.max(0, lines.length - LOG_LINES));
   };
