@@ -12,10 +12,13 @@ import { after, afterEach, before, describe, it } from "node:test";
 import { SignJWT } from "jose";
 import { createClient } from "redis";
 import type { Envelope } from "../src/chat/protocol.js";
+import { loadApps } from "../src/config/apps.js";
+import { parseConfig } from "../src/config/config.js";
 import { type ChatClient, ClientPool, connectError } from "./support/chat-client.js";
 import { type NodeHandle, startNode } from "./support/cluster-nodes.js";
 import { type RedisServer, startRedisServer } from "./support/redis-server.js";
 import {
+  ROOT,
   runCli,
   SCRIPTED_RATES,
   type ServiceHandle,
@@ -580,5 +583,19 @@ describe("apps across 2 nodes via Redis", { timeout: 120_000 }, () => {
       "ann",
       "bob",
     ]);
+  });
+});
+
+describe("deploy/apps.example.json", () => {
+  it("is an apps file the service accepts", () => {
+    const file = path.join(ROOT, "deploy/apps.example.json");
+    const apps = loadApps(parseConfig({ appsFile: file }));
+    assert.deepEqual(
+      apps.map((a) => [a.id, a.jwtSecrets.length]),
+      [
+        ["shop", 1],
+        ["crm", 2],
+      ],
+    );
   });
 });
