@@ -13,6 +13,7 @@ import type { Config } from "../config/config.js";
 import { adminApi } from "../http/admin-api.js";
 import { Admission, corsFor } from "../http/admission.js";
 import { pushApi } from "../http/push-api.js";
+import { slimHandshakeRequests } from "../http/slim-request.js";
 import { staticFiles } from "../http/static-files.js";
 import { FloodGuard } from "../limits/flood-guard.js";
 import { OutboundCap } from "../limits/outbound-cap.js";
@@ -176,6 +177,8 @@ export function runWorker(): void {
     });
   });
   io.engine.on("connection", (conn: ChatSocket["conn"]) => outbound.add(conn));
+  // Last of the engine's connection listeners: the others read the whole request.
+  slimHandshakeRequests(io.engine);
   io.engine.on(
     "headers",
     (headers: Record<string, string>, req: { headers: { upgrade?: string } }) => {
