@@ -1,6 +1,7 @@
 import type { Refusal } from "../http/refusal.js";
 import type { AdmitKind, PrimaryToWorker, WorkerToPrimary } from "./ipc-messages.js";
 import { isOurs } from "./ipc-messages.js";
+import { sendToPrimary } from "./primary-link.js";
 
 /** A granted slot (release it exactly when the connection ends; extra calls do nothing). */
 export type Reservation = { ok: true; release: () => void } | { ok: false; refusal: Refusal };
@@ -78,7 +79,8 @@ export class LedgerClient {
   }
 
   private send(msg: WorkerToPrimary): void {
-    if (this.channel.connected) this.channel.send?.(msg);
+    if (this.channel === process) sendToPrimary(msg);
+    else if (this.channel.connected) this.channel.send?.(msg);
   }
 }
 

@@ -22,6 +22,7 @@ import { appendsSoFar, disconnects } from "../metrics/metrics.js";
 import { workerMetrics } from "../metrics/worker-metrics.js";
 import type { PrimaryToWorker, WorkerToPrimary } from "./ipc-messages.js";
 import { isOurs } from "./ipc-messages.js";
+import { connectPrimaryLink } from "./primary-link.js";
 import { newSessionId } from "./session-id.js";
 
 /** Environment variable through which the primary hands a worker its validated config. */
@@ -187,6 +188,7 @@ export function runWorker(): void {
   );
 
   (async () => {
+    await connectPrimaryLink();
     backend = await createBackend(config, owner, logger);
     backend.attach(io);
     guard = new FloodGuard({
