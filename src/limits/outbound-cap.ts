@@ -75,7 +75,8 @@ export class OutboundCap {
   private sweep(): void {
     let left = Math.ceil(this.conns.size / SWEEPS_PER_ROUND);
     while (left-- > 0) {
-      const next = (this.cursor ??= this.conns.values()).next();
+      this.cursor ??= this.conns.values();
+      const next = this.cursor.next();
       if (next.done) {
         this.cursor = undefined;
         return;
