@@ -297,6 +297,9 @@ export class Primary {
             ),
           );
         break;
+      case "wws:accepted":
+        this.balancer.accepted(worker);
+        break;
       case "wws:admit-release":
         this.ledger.release(msg.token);
         break;

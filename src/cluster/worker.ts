@@ -22,7 +22,7 @@ import { appendsSoFar, disconnects } from "../metrics/metrics.js";
 import { workerMetrics } from "../metrics/worker-metrics.js";
 import type { PrimaryToWorker, WorkerToPrimary } from "./ipc-messages.js";
 import { isOurs } from "./ipc-messages.js";
-import { connectPrimaryLink } from "./primary-link.js";
+import { connectPrimaryLink, sendToPrimary } from "./primary-link.js";
 import { newSessionId } from "./session-id.js";
 
 /** Environment variable through which the primary hands a worker its validated config. */
@@ -104,6 +104,7 @@ export function runWorker(): void {
     switch (msg.type) {
       case "wws:connection": {
         const socket = handle as net.Socket | undefined;
+        sendToPrimary({ type: "wws:accepted" });
         if (!socket) return;
         const data = Buffer.from(msg.data);
         if (ready) accept(data, socket);
