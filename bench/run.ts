@@ -15,11 +15,12 @@ import { connections } from "./scenarios/connections.js";
 import { fanout } from "./scenarios/fanout.js";
 import { latency } from "./scenarios/latency.js";
 import { presence } from "./scenarios/presence.js";
+import { scale } from "./scenarios/scale.js";
 import { soak } from "./scenarios/soak.js";
 
-const SCENARIOS: Scenario[] = [connections, fanout, latency, presence, soak];
+const SCENARIOS: Scenario[] = [connections, fanout, latency, presence, soak, scale];
 
-const USAGE = `usage: npm run bench -- [--scenario connections|fanout|latency|presence|soak|all] [--quick]
+const USAGE = `usage: npm run bench -- [--scenario connections|fanout|latency|presence|soak|scale|all] [--quick]
   [--systems weigot-ws,weigot-ws-unguarded,weigot-ws-nohistory,baseline] [--repeat n] [--adapter cluster|redis]
   [--redis-topology single|cluster]
   [--workers n] [--out-dir dir] [--connections n] [--rate n] [--receivers n] [--rooms n]

@@ -38,6 +38,8 @@ interface Store {
 }
 
 const groups = new Map<string, Conn[]>();
+/** The room size each group was connected with (connection i is in room ⌊i / size⌋). */
+const roomSizes = new Map<string, number>();
 let stores = new Map<number, Store>();
 let frames = 0;
 let serverErrors = 0;
@@ -105,6 +107,7 @@ function onEvent(conn: Conn, data: Buffer): void {
 async function connect(cmd: ConnectCommand): Promise<void> {
   const conns: Conn[] = groups.get(cmd.group) ?? [];
   groups.set(cmd.group, conns);
+  if (cmd.roomSize) roomSizes.set(cmd.group, cmd.roomSize);
   const handshakeUs: number[] = [];
   const doneAtMs: number[] = [];
   const failedAtMs: number[] = [];
@@ -247,14 +250,34 @@ async function connect(cmd: ConnectCommand): Promise<void> {
 }
 
 async function send(cmd: SendCommand): Promise<void> {
+  const all = groups.get(cmd.group) ?? [];
+  const every = Math.max(1, cmd.every ?? 1);
   const stride = cmd.stride ?? 0;
-  const senders = (groups.get(cmd.group) ?? [])
-    .map((c, i) => ({ c, i }))
-    .filter(({ c }) => c.state === OPEN)
-    // Many rooms: one sender per room before a second in any.
-    .sort((a, b) => (stride > 0 ? (a.i % stride) - (b.i % stride) || a.i - b.i : a.i - b.i))
-    .map(({ c }) => c)
-    .slice(0, Math.max(1, cmd.senders));
+  const roomSize = roomSizes.get(cmd.group);
+  // Candidates: every `every`-th connection; with `stride` (many rooms), one sender per room
+  // before a second in any.
+  const order: number[] = [];
+  for (let i = 0; i < all.length; i += every) order.push(i);
+  if (stride > 0) order.sort((x, y) => (x % stride) - (y % stride) || x - y);
+  const senders: Conn[] = [];
+  const senderIndex: number[] = [];
+  for (const i of order) {
+    if (senders.length >= Math.max(1, cmd.senders)) break;
+    if (all[i].state !== OPEN) continue;
+    senders.push(all[i]);
+    senderIndex.push(i);
+  }
+  /** Open connections in the room of connection i (its group's rooms of `roomSize`). */
+  const reach = (i: number) => {
+    if (!roomSize) return 0;
+    const first = Math.floor(i / roomSize) * roomSize;
+    let n = 0;
+    for (let k = first; k < Math.min(all.length, first + roomSize); k++) {
+      if (all[k].state === OPEN) n++;
+    }
+    return n;
+  };
+  let roomReach = 0;
   const sentByNode: number[] = [];
   let sent = 0;
   const pad = "x".repeat(cmd.pad);
@@ -265,10 +288,12 @@ async function send(cmd: SendCommand): Promise<void> {
         const elapsed = Date.now() - t0;
         const due = Math.floor((Math.min(elapsed, cmd.durationMs) * cmd.rate) / 1000);
         while (sent < due) {
-          const conn = senders[sent % senders.length];
+          const k = sent % senders.length;
+          const conn = senders[k];
           sent++;
           if (conn.state !== OPEN) continue;
           sentByNode[conn.node] = (sentByNode[conn.node] ?? 0) + 1;
+          if (roomSize) roomReach += reach(senderIndex[k]);
           const tag = cmd.tag * 16 + conn.node;
           conn.ws.send(
             `42["message",{"type":"text","content":{"message":"${MARK}${nowMicros()}:${tag}~${pad}"}}]`,
@@ -288,6 +313,7 @@ async function send(cmd: SendCommand): Promise<void> {
     id: cmd.id,
     sent: delivered,
     sentByNode: Array.from(sentByNode, (v) => v ?? 0),
+    ...(roomSize ? { roomReach } : {}),
     elapsedMs: Date.now() - t0,
   });
 }
@@ -334,6 +360,7 @@ function close(id: number, group?: string): void {
       conn.ws.terminate();
     }
     groups.delete(name);
+    roomSizes.delete(name);
   }
   reply({ type: "closed", id, closed });
 }

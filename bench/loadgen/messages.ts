@@ -62,6 +62,11 @@ export interface SendCommand {
    * first (sockets 0, stride, 2·stride…), then a second per room, and so on. @default none
    */
   stride?: number;
+  /**
+   * Senders are every `every`-th connection of the group (0, every, 2·every, …) instead of the
+   * first ones: with `every` = the group's room size, one sender per room. @default 1
+   */
+  every?: number;
 }
 
 export interface SendResult {
@@ -70,6 +75,11 @@ export interface SendResult {
   sent: number;
   /** Messages sent by senders of each node (index into the urls of the group). */
   sentByNode: number[];
+  /**
+   * Groups connected with a `roomSize`: Σ over the messages sent of the open connections in the
+   * sender's room when it was sent (sender included), i.e. the deliveries expected.
+   */
+  roomReach?: number;
   elapsedMs: number;
 }
 

@@ -262,3 +262,13 @@ export async function reportLost(
 export function declareLost(report: ScenarioReport): void {
   report.metric("lost", "connections lost after connecting", "", 0, { op: "<=", value: 0 });
 }
+
+/** Connects completed per second between 10 % and 90 % of them (the ramp without its ends). */
+export function sustainedRate(doneAt: Float64Array[]): number {
+  const all = doneAt.flatMap((d) => Array.from(d)).sort((a, b) => a - b);
+  if (all.length < 10) return Number.NaN;
+  const i10 = Math.floor(all.length * 0.1);
+  const i90 = Math.floor(all.length * 0.9);
+  const s = (all[i90] - all[i10]) / 1000;
+  return s > 0 ? (i90 - i10) / s : Number.NaN;
+}

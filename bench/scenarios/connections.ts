@@ -17,6 +17,7 @@ import {
   fmtCpu,
   reportLost,
   type Scenario,
+  sustainedRate,
   withSystem,
 } from "./common.js";
 
@@ -152,13 +153,3 @@ export const connections: Scenario = {
     return report;
   },
 };
-
-/** Connects completed per second between 10 % and 90 % of them (the ramp without its ends). */
-function sustainedRate(doneAt: Float64Array[]): number {
-  const all = doneAt.flatMap((d) => Array.from(d)).sort((a, b) => a - b);
-  if (all.length < 10) return Number.NaN;
-  const i10 = Math.floor(all.length * 0.1);
-  const i90 = Math.floor(all.length * 0.9);
-  const s = (all[i90] - all[i10]) / 1000;
-  return s > 0 ? (i90 - i10) / s : Number.NaN;
-}

@@ -18,6 +18,8 @@ export interface Resume {
 
 interface Replaying {
   socket: ChatSocket;
+  /** Forgets the socket should it go before its replay ran (removed after: one per socket). */
+  onGone: () => void;
   room: string;
   userId: string;
   queue: Delivery[];
@@ -71,8 +73,9 @@ export class RoomFeed {
   hold(socket: ChatSocket): void {
     const { room, userId } = socket.data.user;
     socket.join(REPLAYING);
-    this.replaying.set(socket, { socket, room, userId, queue: [] });
-    socket.once("disconnect", () => this.replaying.delete(socket));
+    const onGone = () => this.replaying.delete(socket);
+    this.replaying.set(socket, { socket, onGone, room, userId, queue: [] });
+    socket.once("disconnect", onGone);
   }
 
   /** Sends the socket what it missed, then the live messages held meanwhile, then lets it go live. */
@@ -126,6 +129,7 @@ export class RoomFeed {
     for (const e of out) socket.emit("message", { ...e, replay: true });
     messagesReplayed.inc(out.length);
     this.replaying.delete(socket);
+    socket.off("disconnect", state.onGone);
     socket.leave(REPLAYING);
     for (const d of state.queue) {
       const n = numberOf(d.envelope);

@@ -40,6 +40,8 @@ export interface WorkerStats {
 
 export type WorkerToPrimary =
   | { type: "wws:ready"; owner: string }
+  /** A socket handed over was received (the primary may hand over the next: handoff-queue.ts). */
+  | { type: "wws:accepted" }
   | { type: "wws:stats-reply"; id: number; stats: WorkerStats }
   | { type: "wws:health"; backendUp: boolean }
   | { type: "wws:rpc-call"; id: number; service: string; method: string; args: unknown[] }

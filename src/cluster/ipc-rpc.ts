@@ -1,5 +1,6 @@
 import type { PrimaryToWorker, WorkerToPrimary } from "./ipc-messages.js";
 import { isOurs } from "./ipc-messages.js";
+import { sendToPrimary } from "./primary-link.js";
 
 type Pending = { resolve: (value: unknown) => void; reject: (err: Error) => void };
 
@@ -45,7 +46,9 @@ export class IpcRpc {
         method,
         args,
       };
-      this.channel.send(msg);
+      // The worker's link to the primary when it has one (never queued behind socket hand-offs).
+      if (this.channel === process) sendToPrimary(msg);
+      else this.channel.send(msg);
     });
   }
 

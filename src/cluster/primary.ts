@@ -42,6 +42,7 @@ import { perAddressPending } from "./pending-connections.js";
 import { controlSocketPath, livePid, removePidFile, writePidFile } from "./pid-file.js";
 import { HEALTH_RESERVE, StickyBalancer } from "./sticky-balancer.js";
 import { CONFIG_ENV } from "./worker.js";
+import { WorkerLinks } from "./worker-links.js";
 
 type SlotState = "starting" | "ready" | "draining";
 
@@ -111,6 +112,11 @@ export class Primary {
   private rpcServices?: Parameters<typeof serveRpc>[0];
   private readonly server: net.Server;
   private readonly balancer: StickyBalancer;
+  /** Each worker's link beside the cluster channel: what must not wait behind hand-offs. */
+  private readonly links = new WorkerLinks((id, msg) => {
+    const slot = this.slots.get(id);
+    if (slot) this.onWorkerMessage(slot.worker, msg);
+  });
   private readonly ledger: ConnectionLedger;
   /** The admin API's bans (cluster mode), kept here so that every worker sees them. */
   private readonly bans = new MemoryBanStore();
@@ -186,6 +192,7 @@ export class Primary {
       );
     }
     writePidFile(this.config.pidFile);
+    await this.links.listen(this.config.pidFile);
     if (!this.config.jwtSecret) {
       this.log.warn(
         "OPEN MODE, for development only: no --jwt-secret, so anyone can claim any name and read its private messages; run with --jwt-secret (and --jwt-audience/--jwt-issuer) in production",
@@ -249,7 +256,11 @@ export class Primary {
   }
 
   private fork(env: Record<string, string> = {}): Slot {
-    const worker = cluster.fork({ ...env, [CONFIG_ENV]: JSON.stringify(this.config) });
+    const worker = cluster.fork({
+      ...env,
+      ...this.links.env(),
+      [CONFIG_ENV]: JSON.stringify(this.config),
+    });
     const ready = deferred<void>();
     const exited = deferred<number>();
     const slot: Slot = {
@@ -306,6 +317,9 @@ export class Primary {
             ),
           );
         break;
+      case "wws:accepted":
+        this.balancer.accepted(worker);
+        break;
       case "wws:admit-release":
         this.ledger.release(msg.token);
         break;
@@ -326,6 +340,7 @@ export class Primary {
   private onWorkerExit(worker: Worker, code: number | null, signal: string | null): void {
     const slot = this.slots.get(worker.id);
     this.balancer.dropWorker(worker);
+    this.links.drop(worker.id);
     this.ledger.dropWorker(worker.id);
     if (!slot) return;
     this.slots.delete(worker.id);
@@ -382,7 +397,7 @@ export class Primary {
   }
 
   private send(worker: Worker, msg: PrimaryToWorker): void {
-    if (worker.isConnected()) worker.send(msg);
+    if (worker.isConnected() && !this.links.send(worker.id, msg)) worker.send(msg);
   }
 
   /**
@@ -470,6 +485,7 @@ export class Primary {
       // What the receiver has not taken yet, for a moment (the queue is in this process).
       await this.webhooks?.close(2000);
       this.control?.close();
+      this.links.close();
       this.health.close();
       rmSync(controlSocketPath(this.config.pidFile), { force: true });
       removePidFile(this.config.pidFile);

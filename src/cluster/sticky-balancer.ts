@@ -4,6 +4,7 @@ import type net from "node:net";
 import type { ErrorCode } from "../chat/protocol.js";
 import { addressKey, plainIp } from "../http/client-address.js";
 import { type Refusal, rawRefusal } from "../http/refusal.js";
+import { HandoffQueue, HandoffQueues } from "./handoff-queue.js";
 import type { PrimaryToWorker } from "./ipc-messages.js";
 import { PendingConnections, type PendingLimits } from "./pending-connections.js";
 import { workerIdOfRequest } from "./session-id.js";
@@ -61,6 +62,17 @@ export class StickyBalancer {
   private readonly pending: PendingConnections;
   /** How to refuse each connection held in the health reserve, when it must make room. */
   private readonly evictors = new WeakMap<net.Socket, () => void>();
+  /** Hand-offs waiting for each worker beyond the few written to its channel. */
+  readonly handoffs = new HandoffQueues(
+    (worker) =>
+      new HandoffQueue(
+        (socket, data) => this.handOff(worker, socket, data),
+        (socket) => {
+          this.opts.onRefused(BUSY.code);
+          refuseRaw(socket, BUSY);
+        },
+      ),
+  );
 
   constructor(private readonly opts: StickyBalancerOptions) {
     this.pending = new PendingConnections(opts.pending);
@@ -163,6 +175,15 @@ export class StickyBalancer {
       refuse(socket, workerId === undefined ? 503 : 400);
       return;
     }
+    this.handoffs.of(worker).push(socket, data);
+  }
+
+  /** The worker took a socket (its `wws:accepted`): the next waiting one may go. */
+  accepted(worker: Worker): void {
+    this.handoffs.of(worker).accepted();
+  }
+
+  private handOff(worker: Worker, socket: net.Socket, data: Buffer): void {
     const msg: PrimaryToWorker = { type: "wws:connection", data };
     let pending = this.inFlight.get(worker);
     if (!pending) {
@@ -183,6 +204,7 @@ export class StickyBalancer {
   dropWorker(worker: Worker): void {
     for (const socket of this.inFlight.get(worker) ?? []) socket.destroy();
     this.inFlight.delete(worker);
+    this.handoffs.drop(worker);
   }
 
   private pick(): Worker | undefined {

@@ -12,6 +12,7 @@ import type { Config } from "../config/config.js";
 import { adminApi } from "../http/admin-api.js";
 import { Admission } from "../http/admission.js";
 import { pushApi } from "../http/push-api.js";
+import { slimHandshakeRequests } from "../http/slim-request.js";
 import { staticFiles } from "../http/static-files.js";
 import { OutboundCap } from "../limits/outbound-cap.js";
 import { createLogger, type Logger } from "../log/logger.js";
@@ -19,6 +20,7 @@ import { appendsSoFar, disconnects } from "../metrics/metrics.js";
 import { workerMetrics } from "../metrics/worker-metrics.js";
 import type { PrimaryToWorker, WorkerToPrimary } from "./ipc-messages.js";
 import { isOurs } from "./ipc-messages.js";
+import { connectPrimaryLink, sendToPrimary } from "./primary-link.js";
 import { newSessionId } from "./session-id.js";
 
 /** Environment variable through which the primary hands a worker its validated config. */
@@ -93,6 +95,7 @@ export function runWorker(): void {
     switch (msg.type) {
       case "wws:connection": {
         const socket = handle as net.Socket | undefined;
+        sendToPrimary({ type: "wws:accepted" });
         if (!socket) return;
         const data = Buffer.from(msg.data);
         if (ready) accept(data, socket);
@@ -185,6 +188,8 @@ export function runWorker(): void {
     });
   });
   io.engine.on("connection", (conn: ChatSocket["conn"]) => outbound.add(conn));
+  // Last of the engine's connection listeners: the others read the whole request.
+  slimHandshakeRequests(io.engine);
   io.engine.on(
     "headers",
     (headers: Record<string, string>, req: { headers: { upgrade?: string } }) => {
@@ -193,6 +198,7 @@ export function runWorker(): void {
   );
 
   (async () => {
+    await connectPrimaryLink();
     backend = await createBackend(config, owner, logger);
     backend.attach(io);
     apps = new AppRuntimes(

@@ -62,8 +62,14 @@ export class Admission {
   private origins: Set<string> | "*";
   private readonly addresses: ClientAddresses;
   private readonly sessionLimits: boolean;
-  /** Slots granted to requests whose session does not exist yet. */
-  private readonly unclaimed = new WeakMap<IncomingMessage, () => void>();
+  /**
+   * Slots granted to requests whose session does not exist yet, with the listener that releases
+   * them should the connection close first (removed once claimed: it holds the request).
+   */
+  private readonly unclaimed = new WeakMap<
+    IncomingMessage,
+    { release: () => void; onClose: () => void }
+  >();
 
   /** Connections admitted uncounted because the primary's ledger did not answer in time. */
   get ledgerTimeouts(): number {
@@ -88,10 +94,13 @@ export class Admission {
       this.admit(req, res, next),
     );
     engine.on("connection", (conn: { request: IncomingMessage; once: Socket["once"] }) => {
-      const release = this.unclaimed.get(conn.request);
-      if (!release) return;
+      const slot = this.unclaimed.get(conn.request);
+      if (!slot) return;
       this.unclaimed.delete(conn.request);
-      conn.once("close", release);
+      // That listener closes over the request: left on the TCP socket, it would keep the whole
+      // IncomingMessage alive for as long as the connection lives.
+      conn.request.socket.off("close", slot.onClose);
+      conn.once("close", slot.release);
     });
     engine.on("connection_error", (err: { req: IncomingMessage }) =>
       this.releaseUnclaimed(err.req),
@@ -216,17 +225,18 @@ export class Admission {
         slot.release();
         return;
       }
-      this.unclaimed.set(req, slot.release);
-      req.socket.once("close", () => this.releaseUnclaimed(req));
+      const onClose = () => this.releaseUnclaimed(req);
+      this.unclaimed.set(req, { release: slot.release, onClose });
+      req.socket.once("close", onClose);
       next();
     });
   }
 
   private releaseUnclaimed(req: IncomingMessage): void {
-    const release = this.unclaimed.get(req);
-    if (!release) return;
+    const slot = this.unclaimed.get(req);
+    if (!slot) return;
     this.unclaimed.delete(req);
-    release();
+    slot.release();
   }
 }
 
