@@ -14,6 +14,7 @@ import {
   nowMicros,
   type SendCommand,
 } from "./messages.js";
+import { namespacePrefix, socketIoTarget } from "./target.js";
 
 const MARK_BUF = Buffer.from(MARK);
 const ERROR_BUF = Buffer.from('"action":100');
@@ -29,6 +30,8 @@ interface Conn {
   startedUs: number;
   startedMs: number;
   auth: string;
+  /** `` or `/<appId>,`: every packet this socket sends names its namespace. */
+  nsp: string;
 }
 
 interface Store {
@@ -114,6 +117,8 @@ async function connect(cmd: ConnectCommand): Promise<void> {
   let failed = 0;
   let pending = 0;
   const pendingSet = new Set<Conn>();
+  // A namespace in a URL's path is the namespace (as socket.io-client reads it), not a path.
+  const targets = cmd.urls.map(socketIoTarget);
   const t0 = Date.now();
 
   await new Promise<void>((resolve) => {
@@ -139,7 +144,9 @@ async function connect(cmd: ConnectCommand): Promise<void> {
     };
     const openOne = (i: number) => {
       const node = i % cmd.urls.length;
-      const ws = new WebSocket(cmd.urls[node], {
+      const { engineUrl, namespace } = targets[node];
+      const nsp = namespacePrefix(namespace);
+      const ws = new WebSocket(engineUrl, {
         localAddress: cmd.localAddresses[i % cmd.localAddresses.length],
         perMessageDeflate: false,
         skipUTF8Validation: true,
@@ -151,7 +158,8 @@ async function connect(cmd: ConnectCommand): Promise<void> {
         state: PENDING,
         startedUs: nowMicros(),
         startedMs: Date.now(),
-        auth: `40${JSON.stringify({
+        nsp,
+        auth: `40${nsp}${JSON.stringify({
           username: `${cmd.usernamePrefix}${i}`,
           room: cmd.roomSize ? `${cmd.room}-${Math.floor(i / cmd.roomSize)}` : cmd.room,
         })}`,
@@ -247,9 +255,21 @@ async function connect(cmd: ConnectCommand): Promise<void> {
 }
 
 async function send(cmd: SendCommand): Promise<void> {
-  const senders = (groups.get(cmd.group) ?? [])
-    .filter((c) => c.state === OPEN)
-    .slice(0, Math.max(1, cmd.senders));
+  // Each group's first senders, interleaved (g0 s0, g1 s0, …, g0 s1, …): every group its share.
+  const perGroup = (cmd.groups ?? [cmd.group]).map((g) =>
+    (groups.get(g) ?? []).filter((c) => c.state === OPEN).slice(0, Math.max(1, cmd.senders)),
+  );
+  const senders: Conn[] = [];
+  const groupOf: number[] = [];
+  for (let j = 0; j < Math.max(0, ...perGroup.map((l) => l.length)); j++) {
+    perGroup.forEach((l, g) => {
+      if (j < l.length) {
+        senders.push(l[j]);
+        groupOf.push(g);
+      }
+    });
+  }
+  const sentByGroup = perGroup.map(() => 0);
   const sentByNode: number[] = [];
   let sent = 0;
   const pad = "x".repeat(cmd.pad);
@@ -260,13 +280,15 @@ async function send(cmd: SendCommand): Promise<void> {
         const elapsed = Date.now() - t0;
         const due = Math.floor((Math.min(elapsed, cmd.durationMs) * cmd.rate) / 1000);
         while (sent < due) {
-          const conn = senders[sent % senders.length];
+          const k = sent % senders.length;
+          const conn = senders[k];
           sent++;
           if (conn.state !== OPEN) continue;
           sentByNode[conn.node] = (sentByNode[conn.node] ?? 0) + 1;
+          sentByGroup[groupOf[k]]++;
           const tag = cmd.tag * 16 + conn.node;
           conn.ws.send(
-            `42["message",{"type":"text","content":{"message":"${MARK}${nowMicros()}:${tag}~${pad}"}}]`,
+            `42${conn.nsp}["message",{"type":"text","content":{"message":"${MARK}${nowMicros()}:${tag}~${pad}"}}]`,
           );
         }
         if (elapsed >= cmd.durationMs) {
@@ -283,6 +305,7 @@ async function send(cmd: SendCommand): Promise<void> {
     id: cmd.id,
     sent: delivered,
     sentByNode: Array.from(sentByNode, (v) => v ?? 0),
+    sentByGroup,
     elapsedMs: Date.now() - t0,
   });
 }

@@ -4,24 +4,10 @@
  * limit (100 ms by default).
  */
 
-import { checkerNotes, checkerProblems, startCheckers } from "../lib/checker.js";
-import type { CpuUse } from "../lib/procfs.js";
+import { startCheckers } from "../lib/checker.js";
 import { ScenarioReport } from "../lib/report.js";
-import { Latency, round } from "../lib/stats.js";
-import type { SystemName } from "../lib/systems.js";
-import { fmtInt, progress, sleep } from "../lib/util.js";
-import { AgentPool } from "../loadgen/pool.js";
-import {
-  type BenchOptions,
-  connectAll,
-  cpuMeter,
-  declareLost,
-  fmtCpu,
-  reportLost,
-  type Scenario,
-  waitQuiet,
-  withSystem,
-} from "./common.js";
+import { type BenchOptions, type Scenario, withSystem } from "./common.js";
+import { declareFanoutMetrics, PER_SENDER_RATE, runFanoutSteps } from "./fanout-steps.js";
 
 /** Target deliveries/s of each step. */
 const STEPS_FULL = [
@@ -29,26 +15,8 @@ const STEPS_FULL = [
   250_000, 300_000,
 ];
 const STEPS_QUICK = [10_000, 20_000, 40_000, 60_000, 80_000, 120_000];
-/** Most messages per second one sender sends (keeps clear of per-user rate limits). */
-const PER_SENDER_RATE = 2;
 /** The step whose service CPU per delivery is compared (one every system sustains). */
 const REFERENCE_STEP = 40_000;
-
-export interface StepResult {
-  target: number;
-  messagesPerS: number;
-  sent: number;
-  expected: number;
-  delivered: number;
-  deliveredPct: number;
-  deliveriesPerS: number;
-  latency: ReturnType<Latency["summary"]>;
-  cpu: CpuUse;
-  /** Service CPU per delivery over the step and its drain (µs): what the guards' cost shows in. */
-  cpuUsPerDelivery: number;
-  serverErrors: number;
-  pass: boolean;
-}
 
 export const fanout: Scenario = {
   name: "fanout",
@@ -79,32 +47,13 @@ export const fanout: Scenario = {
         sustained: `≥ 99.9 % of (messages × receivers) delivered within the step + ${drainMs} ms, p99 ≤ ${maxP99} ms`,
       },
     );
-    report.metric(
-      "best",
-      "highest sustained deliveries/s",
-      "/s",
-      0,
-      { op: ">=", value: 40_000 },
-      { op: ">=", value: 0.9, ofRatio: true },
-    );
-    report.metric("msgs", "messages/s at that rate", "/s", 1);
-    report.metric("p50", "latency p50 at that rate", "ms", 2);
-    report.metric("p99", "latency p99 at that rate", "ms", 2, { op: "<", value: 100 });
-    report.metric("delivered", "delivered at that rate", "%", 3);
-    declareLost(report);
-    report.metric("firstFail", "first step not sustained", "deliveries/s", 0);
-    report.metric("cpuService", "service CPU at that rate", "% of a core", 0);
-    report.metric("cpuBusiest", "busiest service process CPU at that rate", "% of a core", 0);
-    report.metric("cpuGen", "load generator CPU at that rate", "% of a core", 0);
-    report.metric("cpuOther", "other CPU on the machine at that rate", "% of a core", 0);
-    report.metric("cpuPerDelivery", "service CPU per delivery at that rate", "µs", 2);
-    report.metric(
-      "cpuRef",
-      `service CPU per delivery at the ${fmtInt(REFERENCE_STEP)}/s step`,
-      "µs",
-      2,
-    );
-    report.metric("p99Ref", `latency p99 at the ${fmtInt(REFERENCE_STEP)}/s step`, "ms", 2);
+    declareFanoutMetrics(report, REFERENCE_STEP, {
+      best: [
+        { op: ">=", value: 40_000 },
+        { op: ">=", value: 0.9, ofRatio: true },
+      ],
+      p99: [{ op: "<", value: 100 }],
+    });
 
     for (const system of opts.systems) {
       await withSystem(
@@ -112,168 +61,25 @@ export const fanout: Scenario = {
         system,
         { adapter: opts.adapter, nodes, workers },
         async (dep, redis) => {
-          const pool = new AgentPool(2);
-          try {
-            const c = await connectAll(pool, `${system} receivers`, {
-              group: "f",
-              urls: dep.urls,
-              count: receivers,
-              rate: 1_000,
-              room: "fanout",
-              usernamePrefix: "f",
-            });
-            if (c.failed > 0) {
-              report.notes.push(
-                `${system}: ${c.failed} of ${receivers} receivers failed to connect`,
-              );
-            }
-            const checkerUrls = dep.urls.length > 1 ? dep.urls : [dep.urls[0], dep.urls[0]];
-            // joining one big room is O(N²) presence traffic for weigot-ws: let it finish first
-            await waitQuiet(pool, 1_000, 300_000);
-            const checkers = await startCheckers(system, checkerUrls, "fanout", "check-");
-            await waitQuiet(pool, 500, 60_000);
-            await pool.collect(true, false);
-            const cpu = cpuMeter(dep, pool, redis);
-            const results: StepResult[] = [];
-            let best: StepResult | undefined;
-            let bestLatency: Latency | undefined;
-            let firstLatency: Latency | undefined;
-            let failures = 0;
-            for (let s = 0; s < steps.length; s++) {
-              const tag = s + 1;
-              const rate = steps[s] / c.opened;
-              const senders = Math.max(2, Math.ceil(rate / PER_SENDER_RATE));
-              progress(
-                `${system}: step ${tag}/${steps.length}: ${fmtInt(steps[s])} deliveries/s (${rate.toFixed(1)} msg/s from ${senders} senders), ${stepS} s`,
-              );
-              cpu.begin();
-              const sent = await Promise.all(
-                pool.agents.map((a) =>
-                  a.send({
-                    group: "f",
-                    senders: Math.ceil(senders / pool.agents.length),
-                    rate: rate / pool.agents.length,
-                    durationMs: stepS * 1000,
-                    tag,
-                    pad: 0,
-                  }),
-                ),
-              );
-              const totalSent = sent.reduce((x, r) => x + r.sent, 0);
-              const expected = totalSent * c.opened;
-              const count = async () => {
-                const col = await pool.collect(false, false);
-                let n = 0;
-                for (const x of col) {
-                  for (const [k, v] of Object.entries(x.deliveries)) {
-                    if (Math.floor(Number(k.split(":")[0]) / 16) === tag) n += v.count;
-                  }
-                }
-                return n;
-              };
-              const drainUntil = Date.now() + drainMs;
-              while (Date.now() < drainUntil && (await count()) < expected) await sleep(50);
-              const cpuUse = cpu.end();
-              const col = await pool.collect(true, true);
-              const lat = new Latency();
-              let delivered = 0;
-              let serverErrors = 0;
-              for (const x of col) {
-                serverErrors += x.serverErrors;
-                if (x.lastServerError)
-                  report.run(system).details = { lastServerError: x.lastServerError };
-                for (const [k, v] of Object.entries(x.deliveries)) {
-                  if (Math.floor(Number(k.split(":")[0]) / 16) !== tag) continue;
-                  delivered += v.count;
-                  if (v.samples) lat.add(v.samples);
-                }
-              }
-              const summary = lat.summary();
-              const pct = expected > 0 ? (100 * delivered) / expected : 0;
-              const r: StepResult = {
-                target: steps[s],
-                messagesPerS: round(totalSent / stepS, 1),
-                sent: totalSent,
-                expected,
-                delivered,
-                deliveredPct: round(pct, 3),
-                deliveriesPerS: Math.round(delivered / stepS),
-                latency: summary,
-                cpu: cpuUse,
-                cpuUsPerDelivery:
-                  delivered > 0 ? round((cpuUse.serviceMs * 1000) / delivered, 3) : 0,
-                serverErrors,
-                pass: pct >= 99.9 && summary.p99 <= maxP99,
-              };
-              results.push(r);
-              firstLatency ??= lat;
-              progress(
-                `${system}: ${fmtInt(r.deliveriesPerS)} deliveries/s, ${r.deliveredPct}% delivered, p50 ${summary.p50.toFixed(1)} ms, p99 ${summary.p99.toFixed(1)} ms, ${fmtCpu(cpuUse)} → ${r.pass ? "sustained" : "NOT sustained"}`,
-              );
-              if (r.pass) {
-                failures = 0;
-                if (!best || r.deliveriesPerS > best.deliveriesPerS) {
-                  best = r;
-                  bestLatency = lat;
-                }
-              } else if (++failures >= (opts.quick ? 1 : 2)) break;
-              await waitQuiet(pool, 300, 10_000);
-              await pool.collect(true, false);
-            }
-            await reportLost(report, system, pool);
-            const firstFail = results.find((r) => !r.pass);
-            setBest(report, system, best, firstFail);
-            const shown = best ?? results[0];
-            const shownLatency = bestLatency ?? firstLatency;
-            if (shown && shownLatency) {
-              report.series.push({
-                name: `${system} @ ${fmtInt(shown.deliveriesPerS)}/s${best ? "" : " (not sustained)"}`,
-                system,
-                points: shownLatency.curve(),
-              });
-            }
-            report.notes.push(
-              `${system} steps: ${results
-                .map(
-                  (r) =>
-                    `${fmtInt(r.deliveriesPerS)}/s ${r.pass ? "✓" : "✗"} (${r.deliveredPct}%, p99 ${r.latency.p99.toFixed(1)} ms, CPU svc ${r.cpu.service}%/busiest ${r.cpu.busiest}%, ${r.cpuUsPerDelivery.toFixed(2)} µs/delivery, gen ${r.cpu.generator}%, other ${r.cpu.other}%)`,
-                )
-                .join("; ")}`,
-            );
-            const otherMax = Math.max(0, ...results.map((r) => r.cpu.other));
-            if (otherMax > 30) {
-              report.notes.push(
-                `${system}: other programs used up to ${otherMax}% of a core during the steps: its figures are unreliable`,
-              );
-            }
-            const errs = results.reduce((x, r) => x + r.serverErrors, 0);
-            if (errs > 0) {
-              const example = (report.run(system).details as { lastServerError?: string })
-                ?.lastServerError;
-              report.error(system, `${errs} server error envelopes received (e.g. ${example})`);
-            }
-            const ref = results.find((r) => r.target === REFERENCE_STEP);
-            report.set("cpuRef", system, ref?.cpuUsPerDelivery ?? null);
-            report.set("p99Ref", system, ref?.latency.p99 ?? null);
-            for (const p of checkerProblems(checkers)) report.error(system, p);
-            report.notes.push(...checkerNotes(checkers));
-            for (const ch of checkers) {
-              if (ch.messages === 0)
-                report.error(system, `checker ${ch.username} received no message`);
-              ch.close();
-            }
-            const prev = report.run(system).details as Record<string, unknown> | undefined;
-            report.run(system).details = {
-              ...prev,
-              receiversConnected: c.opened,
-              connectFailures: c.reasons,
-              steps: results,
-              checkers: checkers.map((ch) => ({ user: ch.username, messages: ch.messages })),
-            };
-            await pool.close();
-          } finally {
-            await pool.stop();
-          }
+          const checkerUrls = dep.urls.length > 1 ? dep.urls : [dep.urls[0], dep.urls[0]];
+          await runFanoutSteps(report, system, dep, redis, {
+            rooms: [
+              {
+                group: "f",
+                urls: dep.urls,
+                room: "fanout",
+                receivers,
+                usernamePrefix: "f",
+              },
+            ],
+            steps,
+            stepSeconds: stepS,
+            drainMs,
+            maxP99Ms: maxP99,
+            stopAfterFailures: opts.quick ? 1 : 2,
+            referenceStep: REFERENCE_STEP,
+            checkers: () => startCheckers(system, checkerUrls, "fanout", "check-"),
+          });
         },
       );
     }
@@ -283,22 +89,3 @@ export const fanout: Scenario = {
     return report;
   },
 };
-
-function setBest(
-  report: ScenarioReport,
-  system: SystemName,
-  best: StepResult | undefined,
-  firstFail: StepResult | undefined,
-): void {
-  report.set("best", system, best?.deliveriesPerS ?? 0);
-  report.set("msgs", system, best?.messagesPerS ?? null);
-  report.set("p50", system, best?.latency.p50 ?? null);
-  report.set("p99", system, best?.latency.p99 ?? null);
-  report.set("delivered", system, best?.deliveredPct ?? null);
-  report.set("firstFail", system, firstFail ? firstFail.target : "none");
-  report.set("cpuService", system, best?.cpu.service ?? null);
-  report.set("cpuBusiest", system, best?.cpu.busiest ?? null);
-  report.set("cpuGen", system, best?.cpu.generator ?? null);
-  report.set("cpuOther", system, best?.cpu.other ?? null);
-  report.set("cpuPerDelivery", system, best?.cpuUsPerDelivery ?? null);
-}
