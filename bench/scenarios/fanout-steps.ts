@@ -49,6 +49,8 @@ export interface RoomLoad {
   room: string;
   receivers: number;
   usernamePrefix: string;
+  /** Connects per second (all agents). @default 1_000 */
+  connectRate?: number;
 }
 
 export interface FanoutShape {
@@ -132,7 +134,7 @@ export async function runFanoutSteps(
           group: room.group,
           urls: room.urls,
           count: room.receivers,
-          rate: 1_000,
+          rate: room.connectRate ?? 1_000,
           room: room.room,
           usernamePrefix: room.usernamePrefix,
         },
