@@ -10,6 +10,7 @@ import { machineBusyMs } from "./lib/procfs.js";
 import { machine, mergeRepeats, type ScenarioReport, table, writeResults } from "./lib/report.js";
 import { DEFAULT_SYSTEMS, Deployment, SYSTEMS, type SystemName } from "./lib/systems.js";
 import { repoRoot, sleep } from "./lib/util.js";
+import { apps } from "./scenarios/apps.js";
 import type { BenchOptions, Scenario } from "./scenarios/common.js";
 import { connections } from "./scenarios/connections.js";
 import { fanout } from "./scenarios/fanout.js";
@@ -18,15 +19,19 @@ import { presence } from "./scenarios/presence.js";
 import { scale } from "./scenarios/scale.js";
 import { soak } from "./scenarios/soak.js";
 
-const SCENARIOS: Scenario[] = [connections, fanout, latency, presence, soak, scale];
+const SCENARIOS: Scenario[] = [connections, fanout, apps, latency, presence, soak, scale];
 
-const USAGE = `usage: npm run bench -- [--scenario connections|fanout|latency|presence|soak|scale|all] [--quick]
-  [--systems weigot-ws,weigot-ws-unguarded,weigot-ws-nohistory,baseline] [--repeat n] [--adapter cluster|redis]
-  [--redis-topology single|cluster]
+const USAGE = `usage: npm run bench -- [--scenario connections|fanout|apps|latency|presence|soak|scale|all] [--quick]
+  [--systems weigot-ws,weigot-ws-apps,weigot-ws-rooms,weigot-ws-unguarded,weigot-ws-nohistory,baseline]
+  [--repeat n] [--adapter cluster|redis] [--redis-topology single|cluster]
   [--workers n] [--out-dir dir] [--connections n] [--rate n] [--receivers n] [--rooms n]
   [--step-seconds s] [--max-p99 ms] [--trials n] [--online-users n] [--duration s]
+  --systems: default weigot-ws,baseline; apps: weigot-ws,weigot-ws-apps,weigot-ws-rooms,baseline
   --repeat n: run each scenario n times, the systems' order reversed every other time; the table
-  shows the median (default 1)`;
+  shows the median (default 1)
+  apps: fanout with 10 apps (a0…a9) of 100 receivers (weigot-ws-apps) against 1 app of 1,000
+  (weigot-ws), 10 rooms of 100 in 1 app (weigot-ws-rooms) and bare socket.io (baseline);
+  --receivers sets the total (default 1,000, also with --quick: quick shortens the steps)`;
 
 function num(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -40,7 +45,7 @@ async function main(): Promise<number> {
     options: {
       scenario: { type: "string", multiple: true },
       quick: { type: "boolean", default: false },
-      systems: { type: "string", default: DEFAULT_SYSTEMS.join(",") },
+      systems: { type: "string" },
       repeat: { type: "string", default: "1" },
       adapter: { type: "string", default: "cluster" },
       "redis-topology": { type: "string", default: "single" },
@@ -71,13 +76,15 @@ async function main(): Promise<number> {
     console.error(`unknown scenario ${unknown.join(", ")}\n${USAGE}`);
     return 2;
   }
-  const asked = values.systems.split(",").map((s) => (s === "weigot" ? "weigot-ws" : s.trim()));
-  const unknownSystems = asked.filter((s) => !(SYSTEMS as string[]).includes(s));
+  const asked = values.systems?.split(",").map((s) => (s === "weigot" ? "weigot-ws" : s.trim()));
+  const unknownSystems = (asked ?? []).filter((s) => !(SYSTEMS as string[]).includes(s));
   if (unknownSystems.length > 0) {
     console.error(`unknown system ${unknownSystems.join(", ")}\n${USAGE}`);
     return 2;
   }
-  const systems = asked as SystemName[];
+  // without --systems each scenario measures its own default set
+  const systemsOf = (s: Scenario) =>
+    (asked as SystemName[] | undefined) ?? s.defaultSystems ?? DEFAULT_SYSTEMS;
   const repeat = num(values.repeat) ?? 1;
   if (!Number.isInteger(repeat) || repeat < 1) {
     console.error(`--repeat must be a whole number ≥ 1\n${USAGE}`);
@@ -94,7 +101,7 @@ async function main(): Promise<number> {
   }
   const opts: BenchOptions = {
     quick: values.quick,
-    systems,
+    systems: DEFAULT_SYSTEMS,
     adapter: values.adapter,
     redisTopology: topology,
     workers: num(values.workers),
@@ -135,6 +142,7 @@ async function main(): Promise<number> {
   let errors = 0;
   for (const scenario of chosen) {
     const runs: ScenarioReport[] = [];
+    const systems = systemsOf(scenario);
     for (let i = 0; i < repeat; i++) {
       const round = repeat > 1 ? ` repeat ${i + 1}/${repeat}` : "";
       process.stderr.write(`▶ ${scenario.name}${opts.quick ? " (quick)" : ""}${round}\n`);

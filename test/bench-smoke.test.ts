@@ -18,7 +18,7 @@ const SYSTEMS = ["weigot-ws", "baseline"] as const;
 interface ResultFile {
   scenario: string;
   quick: boolean;
-  runs: { system: string; status: string; error?: string }[];
+  runs: { system: string; status: string; error?: string; details?: unknown }[];
   metrics: { key: string; label: string; values: Record<string, unknown> }[];
   errors: string[];
   series: { system: string; points: [number, number][] }[];
@@ -112,6 +112,42 @@ describe("bench --quick (connections, fanout)", () => {
       if (scenario === "connections") {
         assert.equal(figure("failed", "weigot-ws"), 0, "weigot-ws: failed connects");
       }
+    }
+  });
+});
+
+describe("bench --quick apps (10 apps against 1 app)", () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "weigot-bench-apps-smoke-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("reaches every app's namespace and compares it with the default app", async () => {
+    // Small (20 receivers per app: 10,000 deliveries/s is 2.5 msg/s per member, below the
+    // per-connection limit) and lenient: this checks that the load generator and the checkers
+    // talk to /a0 … /a9 (a checker that got no message is an error of the run).
+    const { code, out } = await runBench(
+      [
+        ...["--quick", "--scenario", "apps", "--systems", "weigot-ws,weigot-ws-apps"],
+        ...["--receivers", "200", "--step-seconds", "1", "--max-p99", "2000", "--out-dir", dir],
+      ],
+      // ≈ 40 s on an idle machine
+      180_000,
+    );
+    assert.equal(code, 0, out);
+    assert.ok(out.includes("| 10 apps / 1 app |"), `no ratio column in:\n${out}`);
+    const json = readdirSync(dir).find((f) => f.endsWith("-apps-quick.json"));
+    assert.ok(json, "no JSON result");
+    const r = JSON.parse(readFileSync(path.join(dir, json), "utf8")) as ResultFile;
+    assert.deepEqual(r.errors, [], "errors reported");
+    for (const system of ["weigot-ws", "weigot-ws-apps"]) {
+      const run = r.runs.find((x) => x.system === system);
+      assert.equal(run?.status, "ok", `${system}: ${run?.error}`);
+      const details = run?.details as {
+        receiversConnected: number | number[];
+        steps: { delivered: number }[];
+      };
+      const connected = [details.receiversConnected].flat();
+      assert.deepEqual(connected, system === "weigot-ws" ? [200] : Array(10).fill(20), system);
+      assert.ok(details.steps[0].delivered > 0, `${system}: nothing delivered`);
     }
   });
 });

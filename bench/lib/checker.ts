@@ -5,6 +5,7 @@
 import { io, type Socket } from "socket.io-client";
 import { Action, type Envelope } from "../../src/chat/protocol.js";
 import { MARK } from "../loadgen/messages.js";
+import { socketIoTarget } from "../loadgen/target.js";
 import { isWeigot, type SystemName } from "./systems.js";
 
 export class Checker {
@@ -142,7 +143,10 @@ export class Checker {
   }
 }
 
-/** Starts one checker per URL and waits until they are connected. */
+/**
+ * Starts one checker per URL (an Engine.IO URL, or `http://host:port/<namespace>`: see
+ * loadgen/target.ts) and waits until they are connected.
+ */
 export async function startCheckers(
   system: SystemName,
   urls: string[],
@@ -151,17 +155,11 @@ export async function startCheckers(
 ): Promise<Checker[]> {
   const checkers: Checker[] = [];
   for (const [i, url] of urls.entries()) {
-    const c = new Checker(system, httpBase(url), `${prefix}${i}`, room);
+    const c = new Checker(system, socketIoTarget(url).clientUrl, `${prefix}${i}`, room);
     checkers.push(c);
     await c.ready();
   }
   return checkers;
-}
-
-/** ws://host:port/socket.io/?... → http://host:port */
-export function httpBase(wsUrl: string): string {
-  const u = new URL(wsUrl);
-  return `http://${u.host}`;
 }
 
 /** Oddities noted by the checkers (not errors). */

@@ -13,6 +13,8 @@ export interface Target {
   value: number;
   /** Compare weigot-ws / baseline instead of the weigot-ws figure. */
   ofRatio?: boolean;
+  /** Compare this ratio of two systems (a VARIANT_RATIOS key) instead of the weigot-ws figure. */
+  ofVariant?: VariantKey;
 }
 
 export interface Metric {
@@ -73,6 +75,8 @@ export class ScenarioReport {
   readonly notes: string[] = [];
   /** Things that went wrong (crashes, wrong payloads): the smoke test requires none. */
   readonly errors: string[] = [];
+  /** What a system's column stands for in this scenario (e.g. "10 apps × 100"), in its header. */
+  readonly labels: Partial<Record<SystemName, string>> = {};
   startedAt = new Date();
   finishedAt?: Date;
 
@@ -122,11 +126,12 @@ export class ScenarioReport {
         : null,
       machine: machine(),
       config: this.config,
+      labels: this.labels,
       runs: this.runs,
       metrics: this.metrics.map((m) => ({
         ...m,
         ratio: ratio(m),
-        ...Object.fromEntries(VARIANT_RATIOS.map((v) => [v.key, variantRatio(m, v.variant)])),
+        ...Object.fromEntries(VARIANT_RATIOS.map((v) => [v.key, variantRatio(m, v)])),
         targetMet: targetMet(m),
       })),
       notes: this.notes,
@@ -144,18 +149,41 @@ export function ratio(m: Metric): number | null {
 }
 
 /**
- * weigot-ws against one of its variants: what the feature the variant switches off costs. Each
- * has a column (`label`) in the table when both systems ran, and a field (`key`) in the JSON.
+ * One weigot-ws configuration against another (`of` / `over`): what the feature a variant
+ * switches off costs, or what a load shape costs against another. Each has a column (`label`)
+ * in the table when both systems ran, and a field (`key`) in the JSON.
  */
 export const VARIANT_RATIOS = [
-  { key: "ratioUnguarded", variant: "weigot-ws-unguarded", label: "guarded / unguarded" },
-  { key: "ratioNoHistory", variant: "weigot-ws-nohistory", label: "history / no history" },
-] as const satisfies readonly { key: string; variant: SystemName; label: string }[];
+  {
+    key: "ratioUnguarded",
+    of: "weigot-ws",
+    over: "weigot-ws-unguarded",
+    label: "guarded / unguarded",
+  },
+  {
+    key: "ratioNoHistory",
+    of: "weigot-ws",
+    over: "weigot-ws-nohistory",
+    label: "history / no history",
+  },
+  // the apps scenario: 10 apps of 100 against one app's room of 1,000, and against one app's 10
+  // rooms of 100 (the same message rate: what the namespaces alone cost)
+  { key: "ratioApps", of: "weigot-ws-apps", over: "weigot-ws", label: "10 apps / 1 app" },
+  {
+    key: "ratioAppsRooms",
+    of: "weigot-ws-apps",
+    over: "weigot-ws-rooms",
+    label: "10 apps / 10 rooms",
+  },
+] as const satisfies readonly { key: string; of: SystemName; over: SystemName; label: string }[];
 
-/** weigot-ws / `variant` (null without both figures). */
-export function variantRatio(m: Metric, variant: SystemName): number | null {
-  const a = m.values["weigot-ws"];
-  const b = m.values[variant];
+export type VariantRatio = (typeof VARIANT_RATIOS)[number];
+export type VariantKey = VariantRatio["key"];
+
+/** `of` / `over` (null without both figures). */
+export function variantRatio(m: Metric, v: VariantRatio): number | null {
+  const a = m.values[v.of];
+  const b = m.values[v.over];
   if (typeof a !== "number" || typeof b !== "number" || b === 0) return null;
   return round(a / b, 3);
 }
@@ -169,7 +197,8 @@ export function targetMet(m: Metric): boolean | null {
 }
 
 function meets(m: Metric, target: Target): boolean | null {
-  const v = target.ofRatio ? ratio(m) : m.values["weigot-ws"];
+  const variant = VARIANT_RATIOS.find((x) => x.key === target.ofVariant);
+  const v = variant ? variantRatio(m, variant) : target.ofRatio ? ratio(m) : m.values["weigot-ws"];
   if (typeof v !== "number") return null;
   const t = target.value;
   switch (target.op) {
@@ -196,9 +225,12 @@ function fmt(v: Value | undefined, digits: number): string {
 function fmtTarget(m: Metric): string {
   return m.targets
     .map((t) => {
-      const what = t.ofRatio
-        ? `ratio ${t.op} ${t.value}`
-        : `${t.op} ${t.value.toLocaleString("en-US")}`;
+      const variant = VARIANT_RATIOS.find((x) => x.key === t.ofVariant);
+      const what = variant
+        ? `${variant.label} ${t.op} ${t.value}`
+        : t.ofRatio
+          ? `ratio ${t.op} ${t.value}`
+          : `${t.op} ${t.value.toLocaleString("en-US")}`;
       const met = meets(m, t);
       return `${what} ${met === null ? "?" : met ? "✓" : "✗"}`;
     })
@@ -217,13 +249,12 @@ export function table(r: ScenarioReport): string {
   // The systems measured (all of them when none ran), in SYSTEMS order.
   const measured = SYSTEMS.filter((s) => r.runs.some((x) => x.system === s));
   const shown = measured.length > 0 ? measured : SYSTEMS;
-  // "ratio" is weigot-ws / baseline; "guarded / unguarded" etc. need weigot-ws and the variant.
-  const variants = VARIANT_RATIOS.filter(
-    (v) => shown.includes("weigot-ws") && shown.includes(v.variant),
-  );
+  // "ratio" is weigot-ws / baseline; "guarded / unguarded" etc. need both of their systems.
+  const variants = VARIANT_RATIOS.filter((v) => shown.includes(v.of) && shown.includes(v.over));
   const withRatio = shown.includes("baseline") || !shown.some((s) => s.startsWith("weigot-ws-"));
   const extra = [...(withRatio ? ["ratio"] : []), ...variants.map((v) => v.label)];
-  lines.push(`| figure | ${[...shown, ...extra].join(" | ")} | target (weigot-ws) |`);
+  const heads = shown.map((s) => (r.labels[s] ? `${s} (${r.labels[s]})` : s));
+  lines.push(`| figure | ${[...heads, ...extra].join(" | ")} | target (weigot-ws) |`);
   lines.push(`|---|${[...shown, ...extra].map(() => "---:").join("|")}|---|`);
   for (const m of r.metrics) {
     const cells = shown.map((s) => {
@@ -235,7 +266,7 @@ export function table(r: ScenarioReport): string {
     const rt = ratio(m);
     if (withRatio) cells.push(rt === null ? "–" : rt.toFixed(2));
     for (const v of variants) {
-      const vr = variantRatio(m, v.variant);
+      const vr = variantRatio(m, v);
       cells.push(vr === null ? "–" : vr.toFixed(3));
     }
     lines.push(
@@ -253,6 +284,8 @@ export function table(r: ScenarioReport): string {
 
 const COLORS: Record<SystemName, string[]> = {
   "weigot-ws": ["#1f5fbf", "#4f9be8", "#0b2f6b", "#7fb8f0"],
+  "weigot-ws-apps": ["#c0392b", "#e57368", "#7b1d14", "#f2aaa3"],
+  "weigot-ws-rooms": ["#16878c", "#55c1c5", "#0a4f52", "#9adfe1"],
   "weigot-ws-unguarded": ["#2e8b3a", "#6cc070", "#145a1e", "#a3d9a0"],
   "weigot-ws-nohistory": ["#7b3fa8", "#b07fd6", "#4a1d6e", "#d3b5ea"],
   baseline: ["#d9661a", "#f0a35e", "#8a3a05", "#f5c08f"],
@@ -361,6 +394,7 @@ export function mergeRepeats(reports: ScenarioReport[]): ScenarioReport {
     repeats: reports.length,
   });
   out.startedAt = first.startedAt;
+  Object.assign(out.labels, first.labels);
   for (const system of SYSTEMS) {
     const runs = reports.flatMap((r) => r.runs.filter((x) => x.system === system));
     if (runs.length === 0) continue;
@@ -398,7 +432,7 @@ export function mergeRepeats(reports: ScenarioReport[]): ScenarioReport {
       .map((m) => {
         const ratios = reports.map((r) => {
           const x = r.metrics.find((y) => y.key === m.key);
-          return x ? variantRatio(x, v.variant) : null;
+          return x ? variantRatio(x, v) : null;
         });
         return ratios.every((x) => x === null)
           ? undefined

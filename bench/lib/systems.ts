@@ -21,10 +21,18 @@ import { wsUrl } from "../loadgen/pool.js";
 import { processTree, rssBytes } from "./procfs.js";
 import { freePort, repoRoot, sleep, Tail, waitUntil } from "./util.js";
 
-export type SystemName = "weigot-ws" | "weigot-ws-unguarded" | "weigot-ws-nohistory" | "baseline";
+export type SystemName =
+  | "weigot-ws"
+  | "weigot-ws-apps"
+  | "weigot-ws-rooms"
+  | "weigot-ws-unguarded"
+  | "weigot-ws-nohistory"
+  | "baseline";
 /** Every system, in the order of the table's columns. */
 export const SYSTEMS: SystemName[] = [
   "weigot-ws",
+  "weigot-ws-apps",
+  "weigot-ws-rooms",
   "weigot-ws-unguarded",
   "weigot-ws-nohistory",
   "baseline",
@@ -74,9 +82,25 @@ export const NOHISTORY_ARGS = [
   ...["--history-size", "0", "--history-on-join", "0"],
 ];
 
+/** The apps of weigot-ws-apps: `a0` … `a9`, open (no jwtSecrets), each at `/<id>`. */
+export const BENCH_APP_IDS = Array.from({ length: 10 }, (_, i) => `a${i}`);
+
+/**
+ * The apps file weigot-ws-apps starts with. No limit is set: an app inherits the service's
+ * (BENCH_ADDRESS_ARGS are per address and per node, the rest the product's defaults), so the
+ * apps' connections run under exactly the guards of the default app's.
+ */
+export function benchAppsFile(): string {
+  return `${JSON.stringify({ apps: BENCH_APP_IDS.map((id) => ({ id, name: `Bench ${id}` })) }, null, 2)}\n`;
+}
+
 /** The CLI arguments that make each weigot-ws variant. */
 const VARIANT_ARGS: Record<Exclude<SystemName, "baseline">, string[]> = {
   "weigot-ws": BENCH_ADDRESS_ARGS,
+  // + --apps-file (written per node, see startNode)
+  "weigot-ws-apps": BENCH_ADDRESS_ARGS,
+  // weigot-ws itself: only the apps scenario loads it differently (10 rooms of the default app)
+  "weigot-ws-rooms": BENCH_ADDRESS_ARGS,
   "weigot-ws-unguarded": UNGUARDED_ARGS,
   "weigot-ws-nohistory": NOHISTORY_ARGS,
 };
@@ -206,6 +230,11 @@ export class Deployment {
     return this.nodes.map((n) => wsUrl(n.port));
   }
 
+  /** One socket.io-client URL of an app's namespace per node: `http://127.0.0.1:<port>/<app>`. */
+  appUrls(app: string): string[] {
+    return this.nodes.map((n) => `http://127.0.0.1:${n.port}/${app}`);
+  }
+
   get describe(): string {
     const o = this.opts;
     return o.adapter === "redis"
@@ -300,6 +329,11 @@ export class Deployment {
         this.pidFile(port),
         ...VARIANT_ARGS[this.system as Exclude<SystemName, "baseline">],
       ];
+      if (this.system === "weigot-ws-apps") {
+        const file = path.join(RUN_DIR, `apps-${port}.json`);
+        writeFileSync(file, benchAppsFile());
+        args.push("--apps-file", file);
+      }
       if (this.opts.adapter === "redis") {
         args.push("--adapter", "redis", "--redis-url", this.opts.redisUrl ?? "");
         args.push("--redis-prefix", prefix, "--node-id", `bench-node-${i}`);

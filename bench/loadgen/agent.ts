@@ -14,6 +14,7 @@ import {
   nowMicros,
   type SendCommand,
 } from "./messages.js";
+import { namespacePrefix, socketIoTarget } from "./target.js";
 
 const MARK_BUF = Buffer.from(MARK);
 const ERROR_BUF = Buffer.from('"action":100');
@@ -29,6 +30,8 @@ interface Conn {
   startedUs: number;
   startedMs: number;
   auth: string;
+  /** `` or `/<appId>,`: every packet this socket sends names its namespace. */
+  nsp: string;
 }
 
 interface Store {
@@ -117,6 +120,8 @@ async function connect(cmd: ConnectCommand): Promise<void> {
   let failed = 0;
   let pending = 0;
   const pendingSet = new Set<Conn>();
+  // A namespace in a URL's path is the namespace (as socket.io-client reads it), not a path.
+  const targets = cmd.urls.map(socketIoTarget);
   const t0 = Date.now();
 
   await new Promise<void>((resolve) => {
@@ -142,7 +147,9 @@ async function connect(cmd: ConnectCommand): Promise<void> {
     };
     const openOne = (i: number) => {
       const node = i % cmd.urls.length;
-      const ws = new WebSocket(cmd.urls[node], {
+      const { engineUrl, namespace } = targets[node];
+      const nsp = namespacePrefix(namespace);
+      const ws = new WebSocket(engineUrl, {
         localAddress: cmd.localAddresses[i % cmd.localAddresses.length],
         perMessageDeflate: false,
         skipUTF8Validation: true,
@@ -154,7 +161,8 @@ async function connect(cmd: ConnectCommand): Promise<void> {
         state: PENDING,
         startedUs: nowMicros(),
         startedMs: Date.now(),
-        auth: `40${JSON.stringify({
+        nsp,
+        auth: `40${nsp}${JSON.stringify({
           username: `${cmd.usernamePrefix}${i}`,
           room: cmd.roomSize ? `${cmd.room}-${Math.floor(i / cmd.roomSize)}` : cmd.room,
         })}`,
@@ -250,23 +258,39 @@ async function connect(cmd: ConnectCommand): Promise<void> {
 }
 
 async function send(cmd: SendCommand): Promise<void> {
-  const all = groups.get(cmd.group) ?? [];
+  const groupNames = cmd.groups ?? [cmd.group];
   const every = Math.max(1, cmd.every ?? 1);
   const stride = cmd.stride ?? 0;
-  const roomSize = roomSizes.get(cmd.group);
-  // Candidates: every `every`-th connection; with `stride` (many rooms), one sender per room
-  // before a second in any.
-  const order: number[] = [];
-  for (let i = 0; i < all.length; i += every) order.push(i);
-  if (stride > 0) order.sort((x, y) => (x % stride) - (y % stride) || x - y);
+  // Rooms of a group connected with `roomSize` (one group only): deliveries each message should reach.
+  const all = groups.get(cmd.group) ?? [];
+  const roomSize = cmd.groups ? undefined : roomSizes.get(cmd.group);
+  /** A group's senders: every `every`-th connection; with `stride`, one per room before a second. */
+  const pick = (list: Conn[]) => {
+    const order: number[] = [];
+    for (let i = 0; i < list.length; i += every) order.push(i);
+    if (stride > 0) order.sort((x, y) => (x % stride) - (y % stride) || x - y);
+    const out: { c: Conn; i: number }[] = [];
+    for (const i of order) {
+      if (out.length >= Math.max(1, cmd.senders)) break;
+      if (list[i].state === OPEN) out.push({ c: list[i], i });
+    }
+    return out;
+  };
+  // Each group's senders, interleaved (g0 s0, g1 s0, …, g0 s1, …): every group its share.
+  const perGroup = groupNames.map((g) => pick(groups.get(g) ?? []));
   const senders: Conn[] = [];
   const senderIndex: number[] = [];
-  for (const i of order) {
-    if (senders.length >= Math.max(1, cmd.senders)) break;
-    if (all[i].state !== OPEN) continue;
-    senders.push(all[i]);
-    senderIndex.push(i);
+  const groupOf: number[] = [];
+  for (let j = 0; j < Math.max(0, ...perGroup.map((l) => l.length)); j++) {
+    perGroup.forEach((l, g) => {
+      if (j < l.length) {
+        senders.push(l[j].c);
+        senderIndex.push(l[j].i);
+        groupOf.push(g);
+      }
+    });
   }
+  const sentByGroup = perGroup.map(() => 0);
   /** Open connections in the room of connection i (its group's rooms of `roomSize`). */
   const reach = (i: number) => {
     if (!roomSize) return 0;
@@ -294,9 +318,10 @@ async function send(cmd: SendCommand): Promise<void> {
           if (conn.state !== OPEN) continue;
           sentByNode[conn.node] = (sentByNode[conn.node] ?? 0) + 1;
           if (roomSize) roomReach += reach(senderIndex[k]);
+          sentByGroup[groupOf[k]]++;
           const tag = cmd.tag * 16 + conn.node;
           conn.ws.send(
-            `42["message",{"type":"text","content":{"message":"${MARK}${nowMicros()}:${tag}~${pad}"}}]`,
+            `42${conn.nsp}["message",{"type":"text","content":{"message":"${MARK}${nowMicros()}:${tag}~${pad}"}}]`,
           );
         }
         if (elapsed >= cmd.durationMs) {
@@ -314,6 +339,7 @@ async function send(cmd: SendCommand): Promise<void> {
     sent: delivered,
     sentByNode: Array.from(sentByNode, (v) => v ?? 0),
     ...(roomSize ? { roomReach } : {}),
+    sentByGroup,
     elapsedMs: Date.now() - t0,
   });
 }

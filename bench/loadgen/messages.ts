@@ -6,7 +6,11 @@ export interface ConnectCommand {
   id: number;
   /** A name for this batch of sockets: later commands address it. */
   group: string;
-  /** `ws://host:port/socket.io/?EIO=4&transport=websocket`; socket i goes to urls[i % urls.length]. */
+  /**
+   * `ws://host:port/socket.io/?EIO=4&transport=websocket` (the default namespace) or
+   * `http://host:port/<namespace>` (an app: `socketIoTarget` in target.ts); socket i goes to
+   * urls[i % urls.length].
+   */
   urls: string[];
   count: number;
   /** Connects per second started by this agent. */
@@ -44,13 +48,19 @@ export interface ConnectResult {
   elapsedMs: number;
 }
 
-/** Emit chat messages from the first `senders` sockets of a group. */
+/** Emit chat messages from the first `senders` sockets of a group (or of each of `groups`). */
 export interface SendCommand {
   type: "send";
   id: number;
   group: string;
+  /**
+   * Several groups (rooms, apps) sent to by one timer, their senders taken in turn so that each
+   * group gets the same share of `rate`. Replaces `group` when given.
+   */
+  groups?: string[];
+  /** Senders of each group. */
   senders: number;
-  /** Messages per second from this agent (all senders together). */
+  /** Messages per second from this agent (all senders of all groups together). */
   rate: number;
   durationMs: number;
   /** Carried in the message text as `tag * 16 + senderNode` and reported back with each delivery. */
@@ -80,6 +90,8 @@ export interface SendResult {
    * sender's room when it was sent (sender included), i.e. the deliveries expected.
    */
   roomReach?: number;
+  /** Messages sent into each group (in the order of `groups`, or `[group]`). */
+  sentByGroup: number[];
   elapsedMs: number;
 }
 

@@ -39,6 +39,8 @@ export interface BenchOptions {
 export interface Scenario {
   name: string;
   title: string;
+  /** The systems it measures without `--systems`. @default DEFAULT_SYSTEMS (weigot-ws, baseline) */
+  defaultSystems?: SystemName[];
   run(opts: BenchOptions): Promise<ScenarioReport>;
 }
 
