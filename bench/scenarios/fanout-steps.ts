@@ -51,6 +51,8 @@ export interface RoomLoad {
   usernamePrefix: string;
   /** Connects per second (all agents). @default 1_000 */
   connectRate?: number;
+  /** A connect not answered by then failed. @default 20_000 (socket.io-client's) */
+  connectTimeoutMs?: number;
 }
 
 export interface FanoutShape {
@@ -135,6 +137,7 @@ export async function runFanoutSteps(
           urls: room.urls,
           count: room.receivers,
           rate: room.connectRate ?? 1_000,
+          timeoutMs: room.connectTimeoutMs,
           room: room.room,
           usernamePrefix: room.usernamePrefix,
         },
