@@ -38,7 +38,7 @@ const MB = 2 ** 20;
  * here (~2–5 ms of service CPU per connect): a bounded number in flight keeps each handshake's
  * wait (≈ in flight / rate) far below the 20 s connect timeout instead of queueing thousands.
  */
-const IN_FLIGHT = 500;
+const IN_FLIGHT = 250;
 
 /** The soft and hard limit on open files of this process (what its children inherit). */
 export function fileLimit(): { soft: number; hard: number } {
