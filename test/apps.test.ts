@@ -18,6 +18,7 @@ import { type ChatClient, ClientPool, connectError } from "./support/chat-client
 import { type NodeHandle, startNode } from "./support/cluster-nodes.js";
 import { type RedisServer, startRedisServer } from "./support/redis-server.js";
 import {
+  logged,
   ROOT,
   runCli,
   SCRIPTED_RATES,
@@ -104,20 +105,6 @@ async function api(
 
 function writeApps(file: string, apps: AppEntry[]): void {
   writeFileSync(file, JSON.stringify({ apps }, null, 2));
-}
-
-/** Log entries with this message. */
-function logged(logs: string[], message: string): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
-  for (const line of logs) {
-    try {
-      const entry = JSON.parse(line) as Record<string, unknown>;
-      if (entry.message === message) out.push(entry);
-    } catch {
-      // a stack trace
-    }
-  }
-  return out;
 }
 
 describe("apps, cluster mode (2 workers)", { timeout: 180_000 }, () => {

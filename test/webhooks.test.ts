@@ -11,7 +11,13 @@ import type { WebhookEvent } from "../src/webhooks/webhook-event.js";
 import { ClientPool } from "./support/chat-client.js";
 import { type NodeHandle, startNode } from "./support/cluster-nodes.js";
 import { type RedisServer, startRedisServer } from "./support/redis-server.js";
-import { SCRIPTED_RATES, type ServiceHandle, startService, waitUntil } from "./support/service.js";
+import {
+  logged,
+  SCRIPTED_RATES,
+  type ServiceHandle,
+  startService,
+  waitUntil,
+} from "./support/service.js";
 import { WebhookReceiver } from "./support/webhook-receiver.js";
 
 const SECRET = "hook-secret";
@@ -37,20 +43,6 @@ function presenceTrail(events: WebhookEvent[], room: string): string[] {
   return events
     .filter((e) => e.room === room && e.type !== "message")
     .map((e) => (e.type.startsWith("room.") ? e.type : `${e.type} ${e.user?.userId}`));
-}
-
-/** The service's JSON log lines with this message (other lines are skipped). */
-function logged(logs: string[], message: string): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
-  for (const line of logs) {
-    try {
-      const entry = JSON.parse(line) as Record<string, unknown>;
-      if (entry.message === message) out.push(entry);
-    } catch {
-      // not JSON (a stack trace)
-    }
-  }
-  return out;
 }
 
 describe("webhooks, cluster mode", { timeout: 120_000 }, () => {

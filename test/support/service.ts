@@ -198,3 +198,17 @@ export async function waitUntil<T>(
     `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`,
   );
 }
+
+/** The service's JSON log lines with this message (other lines, e.g. stack traces, are skipped). */
+export function logged(logs: string[], message: string): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const line of logs) {
+    try {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      if (entry.message === message) out.push(entry);
+    } catch {
+      // not JSON (a stack trace)
+    }
+  }
+  return out;
+}
