@@ -25,6 +25,8 @@ import { ScopedPresenceStore } from "./scoped-presence-store.js";
 /** One app running in this worker: its namespace, chat, limits and its view of the stores. */
 export interface AppRuntime extends PushApp, AdminApp {
   name: string;
+  /** What the app was built from (undefined: the default app), to skip unchanged apps on reload. */
+  spec?: AppSpec;
   config: Config;
   nsp: ChatNamespace;
   chat: ChatServer;
@@ -175,6 +177,7 @@ export class AppRuntimes implements PresenceSink {
     this.apps.set(id, {
       id,
       name: spec?.name ?? "default",
+      spec,
       config,
       nsp,
       chat,
@@ -193,10 +196,13 @@ export class AppRuntimes implements PresenceSink {
   }
 
   private update(app: AppRuntime, spec: AppSpec): void {
+    // An app the reload did not change keeps its guard (and its refusal counts) and authenticator.
+    if (!app.removed && JSON.stringify(app.spec) === JSON.stringify(spec)) return;
     const { config, guard, auth } = this.settingsOf(app.id, spec);
     if (app.removed) this.log.info("app added back", { app: app.id });
     Object.assign(app, {
       name: spec.name,
+      spec,
       config,
       guard,
       apiKey: config.apiKey,
