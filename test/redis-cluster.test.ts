@@ -299,13 +299,23 @@ describe("Redis Cluster: webhooks from every slot group", { timeout: 120_000 }, 
       await c.say(`hello ${room}`);
       c.close();
     }
+    const trails = () =>
+      rooms.map(
+        (room) =>
+          `${room} (group ${slotGroup(room, CLUSTER_SLOT_GROUPS)}): ${receiver.acked
+            .filter((e) => e.room === room)
+            .map((e) => e.type)
+            .join(", ")}`,
+      );
     await waitUntil(
       () =>
         rooms.every((r) => receiver.acked.some((e) => e.room === r && e.type === "room.vacated")),
       "every room vacated",
-      // The dead sender's lease (10 s) lapses, its node is reaped, then a batch window: 16 s was tight.
       WAIT_MS * 4,
-    );
+    ).catch((err: Error) => {
+      const logs = hookNodes.flatMap((n) => n.logs.slice(-15));
+      throw new Error(`${err.message}\n${trails().join("\n")}\n${logs.join("\n")}`);
+    });
     const ids = receiver.acked.map((e) => e.id);
     assert.equal(new Set(ids).size, ids.length, "every event id once");
     for (const [i, room] of rooms.entries()) {

@@ -145,8 +145,14 @@ export class RedisBackend implements Backend {
   attach(io: Server): void {
     io.adapter(
       storeLayout(this.config).sharded
-        ? // Redis 7's sharded pub/sub: each room's channel lives on one shard, not on all of them.
-          createShardedAdapter(this.pub, this.sub, { channelPrefix: this.config.redisPrefix })
+        ? // Redis 7's sharded pub/sub, one channel per namespace (app), subscribed at start. The
+          // default "dynamic" mode subscribes a room's channel when its first local member joins,
+          // without waiting: a 102 sent right after a join was lost (seen under load). Only
+          // states go through the adapter (messages go through the history stream).
+          createShardedAdapter(this.pub, this.sub, {
+            channelPrefix: this.config.redisPrefix,
+            subscriptionMode: "static",
+          })
         : createAdapter(this.pub, this.sub, {
             key: this.config.redisPrefix,
             requestsTimeout: 5000,
