@@ -9,8 +9,6 @@
  *   within FAILOVER_BOUND_MS (measured and reported), nothing acked lost, no ghost;
  * - webhooks: the groups' queues sent once each by the lease holder, and by the other node after
  *   the holder dies.
- *
- * presenceSuite lives in presence-store.test.ts: importing it runs that file's suites here too.
  */
 import assert from "node:assert/strict";
 import { after, afterEach, describe, it } from "node:test";
@@ -20,11 +18,11 @@ import type { Envelope, UserInfo } from "../src/chat/protocol.js";
 import { parseConfig } from "../src/config/config.js";
 import type { PresenceEvent, PresenceStore } from "../src/presence/presence-store.js";
 import { RedisPresenceStore } from "../src/presence/redis-presence-store.js";
-import { presenceSuite } from "./presence-store.test.js";
 import { type ChatClient, ClientPool } from "./support/chat-client.js";
 import { chatSuite } from "./support/chat-suite.js";
 import { type NodeHandle, startNode } from "./support/cluster-nodes.js";
 import { settle, startTraffic, verdict } from "./support/nothing-lost.js";
+import { presenceSuite } from "./support/presence-suite.js";
 import { type RedisClusterSetup, startRedisCluster } from "./support/redis-cluster.js";
 import { redisCommand } from "./support/redis-sentinel.js";
 import { ResilientClient, waitFor } from "./support/resilient-client.js";
