@@ -188,17 +188,22 @@ export class ChatServer {
     const ids = nsp.adapter.rooms.get(roomKey(user.room));
     if (!ids) return;
     const message = `${user.username} ${action === Action.Online ? "joined" : "left"}`;
-    const out = envelope(action, "state", { userInfo: user, message, version });
+    // Encoded once for all its recipients (a broadcast to their socket ids), not once per member.
+    const to: string[] = [];
     for (const id of ids) {
       const verdict = this.views.offer(id, event);
       const socket = nsp.sockets.get(id);
       if (!socket) continue;
       if (verdict === "deliver" && socket.data.user.userId !== user.userId) {
-        socket.emit("message", out);
+        to.push(id);
       } else if (verdict === "overflow") {
         // Its 201 took too long in a busy room: it reconnects and gets a fresh one.
         socket.conn.close();
       }
+    }
+    if (to.length > 0) {
+      const out = envelope(action, "state", { userInfo: user, message, version });
+      nsp.local.to(to).emit("message", out);
     }
   }
 
